@@ -1,0 +1,20 @@
+# The two commands of the README:
+#   make demo   set up (Debian packages, .venv, migplan) and run the main job
+#   make test   set up the same way and run every test (ruff, mypy, pytest)
+.PHONY: setup demo test lint bench
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	.venv/bin/migplan demo
+
+lint: setup
+	.venv/bin/ruff check planner tests benchmarks scripts
+	.venv/bin/mypy
+
+test: lint
+	.venv/bin/pytest -q -rs
+
+bench: setup
+	.venv/bin/python benchmarks/bench_cpu_baseline.py

@@ -1,0 +1,73 @@
+"""Shared rendering helpers for the CLI: one --format option, table/json/csv writers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from planner.errors import InputError
+
+MAX_INPUT_FILE = 512 * 1024 * 1024
+
+
+def format_option(*choices: str, default: str | None = None) -> Callable[[Any], Any]:
+    return click.option(
+        "--format", "fmt", type=click.Choice(list(choices)), default=default or choices[0],
+        show_default=True, help="Output format.",
+    )
+
+
+def read_input(path: str) -> bytes:
+    """Read a user-named file with a clear error and a size bound."""
+    p = Path(path)
+    if path == "-":
+        data = click.get_binary_stream("stdin").read(MAX_INPUT_FILE + 1)
+    else:
+        if not p.exists():
+            raise InputError(f"{path}: no such file")
+        if p.is_dir():
+            raise InputError(f"{path}: is a directory, not a file")
+        try:
+            size = p.stat().st_size
+            if size > MAX_INPUT_FILE:
+                raise InputError(f"{path}: {size} bytes is larger than the {MAX_INPUT_FILE}-byte limit")
+            data = p.read_bytes()
+        except PermissionError:
+            raise InputError(f"{path}: permission denied") from None
+    if len(data) > MAX_INPUT_FILE:
+        raise InputError(f"{path}: larger than the {MAX_INPUT_FILE}-byte limit")
+    return data
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    out = io.StringIO()
+    for n, row in enumerate(cells):
+        out.write("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip() + "\n")
+        if n == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+    return out.getvalue()
+
+
+def render_csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(headers)
+    for r in rows:
+        w.writerow(["" if c is None else c for c in r])
+    return out.getvalue()
+
+
+def render_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
+
+
+def emit(text: str) -> None:
+    click.echo(text, nl=False)

@@ -1,0 +1,186 @@
+"""Parse ``<cpu>`` elements as libvirt 9.0 does (src/conf/cpu_conf.c: virCPUDefParseXML).
+
+Inputs are the places an operator finds CPU XML: ``virsh capabilities`` (host
+CPU), ``virsh domcapabilities`` (the host-model ``<mode>``), domain XML (guest
+CPU) and bare ``<cpu>`` elements -- one file or many concatenated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.cpu.cpudef import MATCHES, MODES, POLICIES, CpuDef, CpuFeature
+from planner.errors import InputError
+from planner.xmlsafe import parse_concatenated
+
+# The same places virsh's cpu-baseline/cpu-compare look (tools/virsh-host.c).
+CPU_XPATH = (
+    "/container/cpu|"
+    "/container/domain/cpu|"
+    "/container/capabilities/host/cpu|"
+    "/container/domainCapabilities/cpu/mode[@name='host-model' and @supported='yes']"
+)
+
+_ARCHES = {"x86_64", "i686", "aarch64", "ppc64", "ppc64le", "s390x", "armv7l", "riscv64"}
+
+
+def _err(source: str, msg: str) -> InputError:
+    return InputError(f"{source}: {msg}" if source else msg)
+
+
+def cpu_elements(data: bytes, source: str) -> list[Any]:
+    """All CPU elements in a (possibly concatenated) file, in document order."""
+    root = parse_concatenated(data, source)
+    nodes = root.xpath(CPU_XPATH)
+    if not nodes:
+        raise _err(
+            source,
+            "does not contain any <cpu> element or valid domain XML, host capabilities XML, "
+            "or domain capabilities XML",
+        )
+    return list(nodes)
+
+
+def parse_cpu_file(data: bytes, source: str, cpu_type: str = "host") -> list[CpuDef]:
+    """Parse every CPU in a file; ``cpu_type`` as libvirt's parser: host, guest or auto."""
+    nodes = cpu_elements(data, source)
+    return [parse_cpu_element(n, cpu_type, f"{source}: CPU #{i + 1}") for i, n in enumerate(nodes)]
+
+
+def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
+    """One ``<cpu>`` (or domcapabilities host-model ``<mode>``) element to a CpuDef.
+
+    ``cpu_type`` "host" parses as libvirt does for cpu-baseline (policies are
+    ignored, <arch> and <model> are required); "guest" as in domain XML;
+    "auto" picks host when an <arch> child is present (virCPUDefParseXML).
+    """
+    is_mode = el.tag == "mode"
+    if cpu_type == "auto":
+        has_arch = el.find("arch") is not None
+        if has_arch and el.get("match") is not None:
+            raise _err(
+                source, "'arch' element cannot be used inside 'cpu' element with 'match' attribute'"
+            )
+        cpu_type = "host" if has_arch else "guest"
+
+    mode: str | None = None
+    raw_mode = None if is_mode else el.get("mode")
+    if raw_mode is not None:
+        if cpu_type == "host":
+            raise _err(source, "Attribute mode is only allowed for guest CPU")
+        if raw_mode not in MODES:
+            raise _err(source, f"Invalid mode attribute '{raw_mode}'")
+        mode = raw_mode
+    elif cpu_type == "guest":
+        mode = "custom"
+
+    match = check = fallback = None
+    migratable = None if is_mode else el.get("migratable")
+    if migratable is not None and mode not in ("host-passthrough", "maximum"):
+        raise _err(
+            source,
+            "Attribute migratable is only allowed for 'host-passthrough' / 'maximum' CPU mode",
+        )
+    if cpu_type == "guest" and not is_mode:
+        match = el.get("match")
+        if match is not None and match not in MATCHES:
+            raise _err(source, f"Invalid value for attribute 'match' in element 'cpu': '{match}'")
+        check = el.get("check")
+
+    arch = None
+    signature = None
+    tsc_freq = None
+    tsc_scaling = None
+    if cpu_type == "host":
+        arch = _text(el, "arch")
+        if arch is None:
+            raise _err(source, "Missing CPU architecture")
+        if arch not in _ARCHES:
+            raise _err(source, f"Unknown architecture {arch}")
+        sig = el.find("signature")
+        if sig is not None:
+            try:
+                signature = (int(sig.get("family")), int(sig.get("model")), int(sig.get("stepping")))
+            except (TypeError, ValueError):
+                raise _err(source, "invalid <signature> (family, model, stepping)") from None
+        counter = el.find("counter[@name='tsc']")
+        if counter is not None:
+            try:
+                tsc_freq = int(counter.get("frequency"))
+            except (TypeError, ValueError):
+                raise _err(source, "invalid TSC counter frequency") from None
+            sc = counter.get("scaling")
+            tsc_scaling = None if sc is None else sc == "yes"
+
+    model = _text(el, "model")
+    if model is None and cpu_type == "host":
+        raise _err(source, "Missing CPU model name")
+    if cpu_type == "guest" and mode not in ("host-passthrough", "maximum"):
+        m_el = el.find("model")
+        if m_el is not None and m_el.get("fallback") is not None:
+            fallback = m_el.get("fallback")
+            if fallback not in ("allow", "forbid"):
+                raise _err(source, "Invalid fallback attribute")
+
+    vendor = _text(el, "vendor")
+    if vendor is not None and model is None:
+        raise _err(source, "CPU vendor specified without CPU model")
+
+    topology = None
+    topo = el.find("topology")
+    if topo is not None:
+        try:
+            topology = (
+                int(topo.get("sockets")),
+                int(topo.get("dies", "1")),
+                int(topo.get("cores")),
+                int(topo.get("threads")),
+            )
+        except (TypeError, ValueError):
+            raise _err(source, "invalid <topology>") from None
+
+    feats: list[CpuFeature] = []
+    seen: set[str] = set()
+    f_els = el.findall("feature")
+    if f_els and model is None and mode == "custom":
+        raise _err(source, "Non-empty feature list specified without CPU model")
+    for f in f_els:
+        policy: str | None = None
+        if cpu_type == "guest":
+            policy = f.get("policy", "require")
+            if policy not in POLICIES:
+                raise _err(source, "Invalid CPU feature policy")
+        name = f.get("name")
+        if not name:
+            raise _err(source, "Invalid CPU feature name")
+        if name in seen:
+            raise _err(source, f"CPU feature '{name}' specified more than once")
+        seen.add(name)
+        feats.append(CpuFeature(name, policy))
+
+    return CpuDef(
+        type=cpu_type,
+        model=model,
+        vendor=vendor,
+        features=tuple(feats),
+        arch=arch,
+        mode=mode,
+        match=match,
+        check=check,
+        fallback=fallback,
+        migratable=migratable,
+        signature=signature,
+        tsc_frequency=tsc_freq,
+        tsc_scaling=tsc_scaling,
+        topology=topology,
+        source=source,
+    )
+
+
+def _text(el: Any, tag: str) -> str | None:
+    child = el.find(tag)
+    if child is None:
+        return None
+    # libvirt reads string(./model[1]): an empty element is "no value".
+    text = "".join(child.itertext())
+    return text or None

@@ -1,0 +1,48 @@
+"""One exception root; ``str()`` is the message a user reads.
+
+The CLI maps each family to an exit code in one place (``planner.cli``).
+"""
+
+from __future__ import annotations
+
+
+class MigplanError(Exception):
+    """Root of every error migplan reports to a user."""
+
+    exit_code = 1
+
+
+class UsageError(MigplanError):
+    """Wrong arguments or a command used the wrong way."""
+
+    exit_code = 2
+
+
+class InputError(MigplanError):
+    """A file or document that cannot be used (broken, hostile, empty, wrong kind)."""
+
+    exit_code = 1
+
+
+class CpuError(MigplanError):
+    """libvirt's CPU rules reject the input (unknown model/feature, mixed vendors...)."""
+
+    exit_code = 1
+
+
+class InfeasibleError(MigplanError):
+    """A move or plan that the rules refuse."""
+
+    exit_code = 3
+
+
+class MigrationFailed(MigplanError):
+    """A migration failed; the guest is still running on its source."""
+
+    exit_code = 4
+
+
+class PartialError(MigplanError):
+    """Some hosts could not be collected; the others were."""
+
+    exit_code = 5
