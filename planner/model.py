@@ -1,0 +1,121 @@
+"""The parsed inventory model: frozen dataclasses every command and notebook uses.
+
+Parsing (``planner.parse_host``/``planner.inventory``) fills these once, at the
+edge; nothing downstream sees XML.  ``None`` always means "the snapshot did not
+say" (a rule must then answer ``unknown``), never "zero" or "no".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from planner.cpu.cpudef import CpuDef
+
+
+@dataclass(frozen=True)
+class PageSize:
+    size_kib: int
+    total: int | None = None  # pages
+    free: int | None = None
+
+
+@dataclass(frozen=True)
+class NumaCell:
+    id: int
+    cpus: tuple[int, ...]  # host CPU ids in this cell
+    memory_kib: int | None = None
+    free_kib: int | None = None
+    pages: tuple[PageSize, ...] = ()  # per page size: total and free pages
+
+
+@dataclass(frozen=True)
+class StoragePool:
+    name: str
+    type: str  # dir, fs, netfs, logical, rbd, iscsi, gluster, ...
+    target: str | None = None
+    shared: bool | None = None  # None: unknown
+    active: bool | None = None
+
+
+@dataclass(frozen=True)
+class Disk:
+    target: str  # vda, sda ...
+    device: str  # disk, cdrom, lun
+    source_type: str  # file, block, network, volume, dir
+    source: str | None = None  # path, or "rbd:pool/image", or "pool/volume"
+    protocol: str | None = None  # rbd, iscsi, nbd, gluster ... for network disks
+    pool: str | None = None  # for volume disks
+    readonly: bool = False
+    shareable: bool = False
+    size_bytes: int | None = None  # allocation to copy, when known
+
+
+@dataclass(frozen=True)
+class HostDev:
+    kind: str  # "pci", "mdev", "usb", "scsi", "sriov-interface"
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    uuid: str | None
+    state: str  # running, paused, shutoff, ...
+    persistent: bool | None
+    memory_kib: int
+    vcpus: int
+    cpu: CpuDef | None  # guest CPU (mode, model, features); None: libvirt default
+    machine: str | None = None  # e.g. pc-q35-7.2
+    arch: str | None = None
+    domain_type: str | None = None  # kvm, qemu
+    vcpupin: tuple[tuple[int, tuple[int, ...]], ...] = ()  # (vcpu, host cpus)
+    emulatorpin: tuple[int, ...] = ()
+    numatune_mode: str | None = None  # strict, preferred, interleave, restrictive
+    numatune_nodes: tuple[int, ...] = ()
+    vnuma_cells: tuple[tuple[int, tuple[int, ...], int], ...] = ()  # (id, vcpus, memory KiB)
+    hugepages_kib: tuple[int, ...] = ()  # page sizes backing memory (empty: none)
+    disks: tuple[Disk, ...] = ()
+    hostdevs: tuple[HostDev, ...] = ()
+    tsc_frequency: int | None = None  # <clock><timer name='tsc' frequency=...>
+    host: str = ""  # name of the host the snapshot found it on
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    uri: str | None  # redacted
+    cpu: CpuDef  # host CPU from capabilities
+    arch: str
+    host_uuid: str | None = None
+    cells: tuple[NumaCell, ...] = ()
+    cpus_total: int | None = None
+    memory_kib: int | None = None
+    free_memory_kib: int | None = None
+    hypervisor: str | None = None  # "kvm" when domcapabilities says so
+    host_model: CpuDef | None = None  # domcapabilities host-model CPU
+    usable_models: tuple[str, ...] | None = None  # domcapabilities custom models usable='yes'
+    machine_types: tuple[str, ...] | None = None
+    libvirt_version: str | None = None  # "9.0.0"
+    qemu_version: str | None = None  # "7.2.0"
+    pools: tuple[StoragePool, ...] | None = None
+    tsc_frequency: int | None = None
+    tsc_scaling: bool | None = None
+    domains: tuple[Domain, ...] = ()
+    missing: tuple[str, ...] = field(default=())  # what the snapshot lacked for this host
+
+
+@dataclass(frozen=True)
+class Inventory:
+    hosts: tuple[Host, ...]
+    collected_at: str | None = None
+    source: str = ""
+    errors: tuple[tuple[str, str], ...] = ()  # (host, error) for hosts not collected
+
+    def host(self, name: str) -> Host | None:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        return None
+
+    def domains(self) -> list[Domain]:
+        return [d for h in self.hosts for d in h.domains]
