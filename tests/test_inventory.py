@@ -20,6 +20,17 @@ FIXTURE_DIRS = sorted(p for p in FIXTURES.iterdir() if p.is_dir())
 SCHEMAS = Path("/usr/share/libvirt/schemas")
 
 
+def _composed(d: Path) -> bool:
+    man = d / "manifest.json"
+    return not man.exists() or "composed_by" in json.loads(man.read_text())
+
+
+# Captured fixtures hold what real libvirt printed; libvirt 9.0's own schema
+# refuses some of it (the host <cpu> of a nested guest), so only composed ones
+# are checked against the schemas.
+COMPOSED_DIRS = [d for d in FIXTURE_DIRS if _composed(d)]
+
+
 @pytest.mark.parametrize("fixture", FIXTURE_DIRS, ids=lambda p: p.name)
 def test_every_fixture_loads(fixture):
     inv = load(fixture)
@@ -43,7 +54,7 @@ def test_composed_fixtures_are_valid_libvirt_xml(kind, pattern):
     if not (SCHEMAS / f"{kind}.rng").exists():
         pytest.skip("libvirt's XML schemas are not installed")
     schema = etree.RelaxNG(etree.parse(str(SCHEMAS / f"{kind}.rng")))
-    files = [f for d in FIXTURE_DIRS for f in d.glob(pattern)]
+    files = [f for d in COMPOSED_DIRS for f in d.glob(pattern)]
     assert files
     bad = [f"{f}: {schema.error_log.last_error}" for f in files
            if not schema.validate(etree.parse(str(f)))]

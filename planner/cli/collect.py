@@ -26,11 +26,12 @@ def _text(path: str) -> str:
 
 
 def _lab_targets() -> list[Target]:
-    try:
-        from planner import lab
-    except ImportError:
-        raise UsageError("--lab: this migplan has no lab (planner.lab is missing)") from None
-    return [Target(uri, name) for name, uri in lab.host_uris()]
+    from planner.lab import Lab, default_state_dir
+
+    lab = Lab()
+    if not lab.recorded:
+        raise UsageError(f"--lab: no lab in {default_state_dir()} (start one with `migplan lab up`)")
+    return [Target(uri, name) for name, uri in lab.uris().items()]
 
 
 @click.command("collect")
