@@ -142,7 +142,7 @@ def call_with_timeout(fn: Callable[[], T], timeout: float, what: str) -> T:
         raise HostError(f"no answer within {timeout:g} s", "timeout")
     if "error" in box:
         raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
+    return box["value"]
 
 
 def read_host(conn: HostConn) -> dict[str, Any]:
