@@ -26,6 +26,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,14 +220,12 @@ class Lab:
                     procs[h.name] = self._start_daemon(h)
                     started.append(h)
                     self._save_state()
-                for h in started:
-                    t0 = time.monotonic()
-                    self._wait_ready(h, procs[h.name])
-                    say(f"{h.name} {h.address}: libvirtd ready in {time.monotonic() - t0:.1f} s")
-                for h in started:
-                    names = self._start_guests(h)
-                    if names:
-                        say(f"{h.name} {h.address}: guests {', '.join(names)} running")
+                # one worker per host: the first call to a fresh libvirtd probes QEMU (seconds)
+                # and guests start on the daemon's side, so hosts come up side by side
+                with ThreadPoolExecutor(max_workers=min(8, max(1, len(started)))) as pool:
+                    futures = [pool.submit(self._bring_up, h, procs[h.name], say) for h in started]
+                    for f in futures:
+                        f.result()
             except BaseException:
                 for h in started:
                     self._stop_host(h)
@@ -235,8 +234,21 @@ class Lab:
             self._save_state()
         return self.status()
 
+    def _bring_up(self, h: LabHost, proc: subprocess.Popen[bytes], say: ProgressFn) -> None:
+        t0 = time.monotonic()
+        self._wait_ready(h, proc)
+        say(f"{h.name} {h.address}: libvirtd ready in {time.monotonic() - t0:.1f} s")
+        names = self._start_guests(h)
+        if names:
+            say(f"{h.name} {h.address}: guests {', '.join(names)} running")
+
     def status(self) -> list[HostStatus]:
-        """Each host: name, address, URI, libvirtd pid, whether it runs, its guests."""
+        """Each host: name, address, URI, libvirtd pid, whether it runs, its guests.
+
+        Empty when no lab was ever brought up in the state directory (or after down()).
+        """
+        if not self.recorded:
+            return []
         out = []
         for h in self.hosts:
             pid = self._running_pid(h)
@@ -252,10 +264,14 @@ class Lab:
         say = progress or (lambda _msg: None)
         require_root("stop the lab")
         with self._locked():
-            for h in self._known_hosts():
+            hosts = self._known_hosts()
+            for h in hosts:
                 if self._running_pid(h) is not None:
                     say(f"{h.name} {h.address}: stopping")
-                self._stop_host(h)
+            # destroying a guest waits for QEMU to exit (about a second): hosts side by side
+            with ThreadPoolExecutor(max_workers=min(8, len(hosts) or 1)) as pool:
+                for f in [pool.submit(self._stop_host, h) for h in hosts]:
+                    f.result()
             self._remove_state()
         say("lab is down")
 

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "cpu-compare": "planner.cli.cpu:cpu_compare",
     "cpu-models": "planner.cli.cpu:cpu_models",
     "demo": "planner.cli.demo:demo",
+    "lab": "planner.cli.lab:lab",
 }
 
 EXIT_CODES_HELP = """\b
