@@ -247,6 +247,7 @@ class Lab:
 
         Empty when no lab was ever brought up in the state directory (or after down()).
         """
+        self.recorded = self._read_state()  # another process may have brought it up or down
         if not self.recorded:
             return []
         out = []
