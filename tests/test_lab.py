@@ -292,7 +292,7 @@ def test_down_leaves_no_process_mount_or_live_state(tmp_path):
     state = tmp_path / "state"
     lab = Lab(state, hosts=1, guests=2, first_ip=OWN_LAB_IP)
     try:
-        r = run_cli("lab", "--state-dir", str(state), "up", "--hosts", "1", "--guests", "2",
+        r = run_cli("lab", "up", "--state-dir", str(state), "--hosts", "1", "--guests", "2",
                     "--first-ip", str(OWN_LAB_IP))
         assert r.returncode == 0, r.stderr
         (host,) = lab.status()
