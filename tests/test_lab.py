@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -42,34 +43,17 @@ def all_domains(lab: Lab) -> dict[str, tuple[str, etree._Element, bool]]:
     return out
 
 
-def lab_processes(state_dir: Path, mount_namespaces: set[int]) -> list[str]:
-    """Live processes that belong to a lab: in one of its namespaces or naming its state."""
+def lab_processes(state_dir: Path) -> list[str]:
+    """Live processes naming the lab's state or seeing its private directories mounted."""
     found = []
+    seeing = set(labmod.pids_seeing_mounts_from(state_dir))
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         pid = int(entry.name)
-        if not labmod.pid_alive(pid):
-            continue
         cmd = labmod.cmdline(pid)
-        if str(state_dir) in cmd or labmod.mount_ns(pid) in mount_namespaces:
+        if labmod.pid_alive(pid) and (str(state_dir) in cmd or pid in seeing):
             found.append(f"{pid}: {cmd}")
-    return found
-
-
-def processes_with_mounts_from(state_dir: Path) -> list[int]:
-    """Processes that see a bind mount whose source lies in the lab's state directory."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            mountinfo = (entry / "mountinfo").read_text()
-        except OSError:
-            continue
-        # field 4 is the mounted directory's path inside its filesystem
-        if any(line.split()[3].startswith(str(state_dir)) for line in mountinfo.splitlines()):
-            found.append(int(entry.name))
     return found
 
 
@@ -174,7 +158,7 @@ def test_up_on_a_busy_address_fails_before_starting_anything(tmp_path):
                     "--first-ip", str(OWN_LAB_IP))
     assert r.returncode == 1
     assert f"Error: 127.0.0.{OWN_LAB_IP}:16509 is already in use" in r.stderr
-    assert lab_processes(tmp_path, set()) == []
+    assert lab_processes(tmp_path) == []
 
 
 @pytest.mark.lab
@@ -288,27 +272,29 @@ def test_a_lab_guest_live_migrates_between_two_lab_hosts(lab):
 
 @pytest.mark.lab
 @needs_lab
-def test_down_leaves_no_process_mount_or_live_state(tmp_path):
+def test_down_leaves_no_process_mount_or_live_state_even_after_a_daemon_died(tmp_path):
     state = tmp_path / "state"
-    lab = Lab(state, hosts=1, guests=2, first_ip=OWN_LAB_IP)
+    lab = Lab(state, hosts=2, guests=2, first_ip=OWN_LAB_IP)
     try:
-        r = run_cli("lab", "up", "--state-dir", str(state), "--hosts", "1", "--guests", "2",
+        r = run_cli("lab", "up", "--state-dir", str(state), "--hosts", "2", "--guests", "2",
                     "--first-ip", str(OWN_LAB_IP))
         assert r.returncode == 0, r.stderr
-        (host,) = lab.status()
-        assert host.running and len(host.guests) == 2
-        ns = labmod.read_int(lab.hosts[0].dir / "mntns")
-        assert ns is not None and ns != labmod.mount_ns(os.getpid())
-        qemu = [p for p in lab_processes(state, {ns}) if "qemu-system" in p]
-        assert len(qemu) == 2
-        assert host.pid in processes_with_mounts_from(state)
+        hosts = lab.status()
+        assert [len(h.guests) for h in hosts] == [2, 2] and all(h.running for h in hosts)
+        assert len([p for p in lab_processes(state) if "qemu-system" in p]) == 4
+        assert {h.pid for h in hosts} <= set(labmod.pids_seeing_mounts_from(state))
+        # lab2's daemon dies and leaves its QEMU processes behind: down must find them too
+        os.kill(hosts[1].pid, signal.SIGKILL)
+        labmod.kill_and_wait(hosts[1].pid)
+        assert len([p for p in lab_processes(state) if "qemu-system" in p]) == 4
     finally:
-        r = run_cli("lab", "--state-dir", str(state), "down")
+        r = run_cli("lab", "down", "--state-dir", str(state))
     assert r.returncode == 0, r.stderr
-    assert not labmod.pid_alive(host.pid)
-    assert lab_processes(state, {ns}) == []
-    assert processes_with_mounts_from(state) == []
+    assert not any(labmod.pid_alive(h.pid) for h in hosts)
+    assert lab_processes(state) == []
+    assert labmod.pids_seeing_mounts_from(state) == []
     assert not (state / "lab.json").exists() and not (state / "hosts").exists()
     assert Lab(state).status() == []
-    with socket.socket() as s:
-        assert s.connect_ex((f"127.0.0.{OWN_LAB_IP}", labmod.LIBVIRTD_PORT)) != 0
+    for h in hosts:
+        with socket.socket() as s:
+            assert s.connect_ex((h.address, labmod.LIBVIRTD_PORT)) != 0
