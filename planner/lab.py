@@ -584,7 +584,10 @@ def ensure_qemu_user() -> None:
 
 
 def run_or_raise(cmd: list[str]) -> None:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        raise LabError(f"{cmd[0]} not found: install the Debian package passwd") from None
     if r.returncode != 0:
         raise LabError(f"`{' '.join(cmd)}` failed: {r.stderr.strip()}")
 
