@@ -140,6 +140,31 @@ def test_killed_collect_leaves_nothing_that_looks_like_a_snapshot(tmp_path, sile
         load(out)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_collect_cleans_up_without_waiting_for_slow_hosts(tmp_path, silent_server,
+                                                                        sig):
+    out = tmp_path / "snap"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    p = subprocess.Popen([sys.executable, "-m", "planner", "collect", TESTNODE_URI,
+                          silent_server, "--out", str(out), "--timeout", "120"],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".snap.collecting-*/staging/*/host.json")):
+            assert time.monotonic() < deadline, "the first host was never staged"
+            time.sleep(0.1)
+        t0 = time.monotonic()
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert time.monotonic() - t0 < 15
+    # click turns the interrupt into Abort: "Error: aborted", exit 1.
+    assert p.returncode != 0 and b"Error: " in err and b"Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_failing_writer_removes_the_partial_snapshot(tmp_path, monkeypatch):
     real = collect_mod.write_host
     calls = []
