@@ -343,21 +343,23 @@ def collect(
             report(HostEvent(i, total, shown, t.name, "connecting"))
             t0 = clock()
             res = HostResult(shown, t.name, "ok")
+            raw = None
             try:
                 raw = call_with_timeout(lambda: _fetch(t.uri, connect), timeout, shown, cancel)
-                res.hostname = raw["facts"].get("hostname")
-                res.warnings = list(raw["facts"]["errors"].values())
-                res._stage = stage / str(i)
-                res.guests = write_host(res._stage, raw, shown)
             except (HostError, InputError) as err:
                 res.status = "timeout" if getattr(err, "kind", "") == "timeout" else "failed"
                 res.kind = getattr(err, "kind", "error")
                 res.error = _scrub(str(err), t.uri)
-            except MigplanError as err:
-                res.status, res.kind, res.error = "failed", "error", _scrub(str(err), t.uri)
+            except Exception as err:  # a surprise from one host must not stop the others
+                res.status, res.kind = "failed", "error"
+                res.error = _scrub(f"{type(err).__name__}: {err}", t.uri)
+            if raw is not None:
+                res.hostname = raw["facts"].get("hostname")
+                res.warnings = list(raw["facts"]["errors"].values())
+                res._stage = stage / str(i)
+                # Writing is ours, not the host's: a failure here (disk full) stops the collect.
+                res.guests = write_host(res._stage, raw, shown)
             res.duration = clock() - t0
-            if res.status != "ok":
-                res.warnings = []
             res.name = _target_name(t, res.hostname)
             report(HostEvent(i, total, shown, res.name, res.status, res.error))
             return res

@@ -242,3 +242,36 @@ def test_collect_from_a_hosts_file_maps_hostnames_through_the_template(tmp_path)
     assert r.returncode == 5, r.stderr
     names = {h["name"]: h["status"] for h in _manifest(out)["hosts"]}
     assert names["unreachable-a"] == "failed"
+
+
+class _Garbage:
+    """Fake connect: a host answering garbage.  A real libvirtd always returns
+    well-formed capabilities, so this cannot be shown with one."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def capabilities(self) -> str:
+        if "crash" in self.uri:
+            raise RuntimeError("binding bug")
+        return "<capabilities><host>"
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_host_answering_garbage_fails_alone(tmp_path):
+    def connect(uri):
+        return libvirt_conn(uri) if uri.startswith("test:") else _Garbage(uri)
+
+    from planner.virt import connect as libvirt_conn
+
+    res = collect([Target(TESTNODE_URI, "good"), Target("qemu+tcp://bad/system", "bad"),
+                   Target("qemu+tcp://crash/system", "crash")], tmp_path / "snap",
+                  connect=connect)
+    by = {h.name: h for h in res.hosts}
+    assert by["good"].status == "ok"
+    assert by["bad"].status == "failed" and "not well-formed XML" in (by["bad"].error or "")
+    assert by["crash"].status == "failed" and by["crash"].error == "RuntimeError: binding bug"
+    assert load(tmp_path / "snap").errors == (("bad", by["bad"].error),
+                                              ("crash", "RuntimeError: binding bug"))
