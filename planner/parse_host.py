@@ -271,6 +271,8 @@ def build_host(
     if cpu_el is None:
         raise InputError(f"{src}: no <host><cpu> element")
     cpu = _host_cpu(cpu_el, f"{src}: host CPU", cache)
+    if cpu.model is None:
+        missing = (*missing, "host CPU model (capabilities name none)")
     arch = cpu.arch or ""
     cells = _cells(root, src, facts)
     dc = None

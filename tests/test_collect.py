@@ -79,6 +79,7 @@ def test_collect_records_guest_state_persistence_and_pools(tmp_path):
     inv = load(out)
     h = inv.host("node1")
     assert h is not None
+    assert h.cpu.model is None and "host CPU model (capabilities name none)" in h.missing
     assert {d.name: d.state for d in h.domains} == {"db1": "shutoff", "scratch": "running",
                                                       "web1": "running"}
     web1 = next(d for d in h.domains if d.name == "web1")
