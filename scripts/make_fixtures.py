@@ -18,7 +18,6 @@ writer, so the layout is exactly what ``migplan collect`` produces.
 from __future__ import annotations
 
 import argparse
-import filecmp
 import json
 import shutil
 import sys
@@ -649,20 +648,14 @@ def main() -> int:
 
 
 def _differs(a: Path, b: Path) -> bool:
+    """Compare files only: git does not keep empty directories, so they cannot count."""
     if not b.is_dir():
         return True
-    cmp = filecmp.dircmp(a, b)
-    stack = [cmp]
-    while stack:
-        c = stack.pop()
-        if c.left_only or c.right_only or c.diff_files or c.funny_files:
-            return True
-        # dircmp compares shallowly by stat; compare contents for equal-sized files too.
-        for f in c.same_files:
-            if (Path(c.left) / f).read_bytes() != (Path(c.right) / f).read_bytes():
-                return True
-        stack.extend(c.subdirs.values())
-    return False
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    return files(a) != files(b)
 
 
 if __name__ == "__main__":
