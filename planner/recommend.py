@@ -308,3 +308,8 @@ def recommend_groups(hosts: Sequence[Host], groups: Mapping[str, str], cat: Cata
     return [recommend(members, cat, policy, scope=name) for name, members in by.items()]
 
 
+
+
+def by_host(recs: Sequence[Recommendation]) -> dict[str, Recommendation]:
+    """host -> the recommendation that covers it."""
+    return {h: r for r in recs for h in r.hosts}
