@@ -18,10 +18,12 @@ from planner.errors import MigplanError
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
+    "collect": "planner.cli.collect:collect_cmd",
     "cpu-baseline": "planner.cli.cpu:cpu_baseline",
     "cpu-compare": "planner.cli.cpu:cpu_compare",
     "cpu-models": "planner.cli.cpu:cpu_models",
     "demo": "planner.cli.demo:demo",
+    "lab": "planner.cli.lab:lab",
 }
 
 EXIT_CODES_HELP = """\b

@@ -32,7 +32,7 @@ def cpu_elements(data: bytes, source: str) -> list[Any]:
     """All CPU elements in a (possibly concatenated) file, in document order."""
     root = parse_concatenated(data, source)
     nodes = root.xpath(CPU_XPATH)
-    if not nodes:
+    if not isinstance(nodes, list) or not nodes:
         raise _err(
             source,
             "does not contain any <cpu> element or valid domain XML, host capabilities XML, "
