@@ -65,6 +65,8 @@ class GuestResult:
     feasible_classes: tuple[str, ...]
     destinations: tuple[str, ...]  # a feasible host per feasible class (the roomiest)
     reasons: tuple[Verdict, ...]  # guest rules, plus why each class is refused
+    #: per destination class: (class id, verdict, a host that fits or None, reasons)
+    per_class: tuple[tuple[str, str, str | None, tuple[Verdict, ...]], ...] = ()
 
 
 @dataclass
@@ -210,11 +212,15 @@ def _guest_result(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass]
     best = BLOCKED
     ckey = _capacity_key(dom)
     own_status = worst(own)
+    own_reasons = tuple(v for v in own if v.status != OK)
+    per_class: list[tuple[str, str, str | None, tuple[Verdict, ...]]] = []
     for c in classes:
         edge = shape_edges[(sid, c.id)]
         if not edge.feasible:
             reasons.extend(v for v in edge.reasons() if v.status not in FEASIBLE)
             best = _better(best, edge.status)
+            per_class.append((c.id, worst([*own, *edge.verdicts]), None,
+                              own_reasons + tuple(edge.reasons())))
             continue
         found = None
         last: tuple[Verdict, ...] = ()
@@ -238,9 +244,14 @@ def _guest_result(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass]
             if last:
                 reasons.extend(v for v in last if v.status not in FEASIBLE)
                 best = _better(best, worst(last))
+                per_class.append((c.id, worst([*own, *edge.verdicts, *last]), None,
+                                  own_reasons + tuple(edge.reasons())
+                                  + tuple(v for v in last if v.status != OK)))
             continue
         status = worst([*own, *edge.verdicts, *found[1]])
         best = _better(best, status)
+        per_class.append((c.id, status, found[0].name, own_reasons + tuple(edge.reasons())
+                          + tuple(v for v in found[1] if v.status != OK)))
         if status in FEASIBLE:
             feasible.append(c.id)
             dests.append(found[0].name)
@@ -250,7 +261,7 @@ def _guest_result(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass]
         reasons.append(Verdict("destination", BLOCKED, "destination.none",
                                f"no other host to move {dom.name} to"))
     return GuestResult(dom.name, src.name, sid, best, tuple(feasible), tuple(dests),
-                       tuple(_dedupe(reasons)))
+                       tuple(_dedupe(reasons)), tuple(per_class))
 
 
 def _better(a: str, b: str) -> str:

@@ -295,9 +295,20 @@ def _short(names: Sequence[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
 
 
-def recommend_groups(hosts: Sequence[Host], groups: Mapping[str, str], cat: Catalog,
+def recommend_groups(hosts: Sequence[Host], groups: Mapping[str, str] | None, cat: Catalog,
                      policy: Policy | None = None) -> list[Recommendation]:
-    """One recommendation per aggregate; ``groups`` maps host -> aggregate."""
+    """One recommendation per aggregate; ``groups`` maps host -> aggregate.
+
+    Without groups, a cluster whose hosts come from different CPU vendors gets
+    one recommendation per vendor (no CPU model spans vendors; Nova operators
+    split such clusters into aggregates anyway).  Largest scope first.
+    """
+    if groups is None:
+        vendors = {h.cpu.vendor for h in hosts}
+        if len(vendors) > 1:
+            groups = {h.name: f"vendor {h.cpu.vendor or 'unknown'}" for h in hosts}
+        else:
+            return [recommend(hosts, cat, policy)]
     known = {h.name for h in hosts}
     stray = sorted(set(groups) - known)
     if stray:
@@ -305,9 +316,9 @@ def recommend_groups(hosts: Sequence[Host], groups: Mapping[str, str], cat: Cata
     by: dict[str, list[Host]] = {}
     for h in hosts:
         by.setdefault(groups.get(h.name, "(no aggregate)"), []).append(h)
-    return [recommend(members, cat, policy, scope=name) for name, members in by.items()]
-
-
+    recs = [recommend(members, cat, policy, scope=name) for name, members in by.items()]
+    recs.sort(key=lambda r: (-len(r.hosts), r.scope))
+    return recs
 
 
 def by_host(recs: Sequence[Recommendation]) -> dict[str, Recommendation]:

@@ -171,3 +171,10 @@ def test_one_recommendation_per_aggregate():
     assert by["new"].cpu_mode == "host-passthrough"
     with pytest.raises(InputError, match="not in the snapshot"):
         recommend_groups(hosts, {"nope": "x"}, CAT)
+
+
+def test_mixed_vendors_without_groups_get_one_recommendation_per_vendor():
+    amd = dataclasses.replace(cpus()["skylake"], vendor="AMD", model="EPYC-Rome", features=())
+    recs = recommend_groups([host("i1"), host("i2", "broadwell"), host("a1", cpu=amd)], None, CAT)
+    assert [r.scope for r in recs] == ["vendor Intel", "vendor AMD"]
+    assert recs[0].cpu_models[0] == "Broadwell-noTSX-IBRS"
