@@ -118,7 +118,7 @@ def probe_guest(src: Host, rec: Recommendation | None) -> Domain:
                 break
     return Domain(name="a new guest", uuid=None, state="running", persistent=True,
                   memory_kib=0, vcpus=1, cpu=cpu, machine=machine, arch=src.arch,
-                  domain_type=src.hypervisor, host=src.name)
+                  domain_type="kvm", host=src.name)  # Nova virt_type=kvm
 
 
 def _shape_key(g: Domain, src_class: str) -> tuple[object, ...]:

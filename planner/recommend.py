@@ -116,22 +116,44 @@ def _usable_everywhere(classes: Sequence[CpuClass]) -> set[str] | None:
     return common
 
 
-def nova_flags(base: CpuDef, cat: Catalog) -> tuple[str, ...]:
+def offered_mask(classes: Sequence[CpuClass], cat: Catalog) -> int | None:
+    """Bits every host's QEMU/KVM can give a guest (domcapabilities host-model).
+
+    None when any host lacks domcapabilities.  Host CPUs list features KVM
+    never passes to guests (ds, acpi, tm, ...); host-model leaves them out.
+    """
+    mask: int | None = None
+    for c in classes:
+        if c.host_model is None:
+            return None
+        m = cpu_mask(c.host_model, cat)
+        mask = m if mask is None else mask & m
+    return mask
+
+
+def nova_flags(base: CpuDef, cat: Catalog, offered: int | None = None) -> tuple[str, ...]:
     """cpu_model_extra_flags for a baseline: its extra features (+) and disabled ones (-).
 
-    Features QEMU never accepts and features that block migration (invtsc)
-    are left out: Nova would refuse the first, and the second would pin
-    every guest to its host.
+    Left out: features QEMU never accepts, features that block migration
+    (invtsc: it would pin every guest to its host), and features some host's
+    QEMU/KVM cannot give a guest (``offered``, from domcapabilities).
     """
     out: list[str] = []
     for f in base.features:
         if f.name in QEMU_FILTERED_FEATURES or f.name in cat.nonmigratable:
             continue
         if f.policy in ("require", "force"):
+            if offered is not None and cat.feature_by_name[f.name].mask & ~offered:
+                continue
             out.append(f"+{f.name}")
         elif f.policy in ("disable", "forbid"):
             out.append(f"-{f.name}")
     return tuple(out)
+
+
+def _offer(c: CpuClass) -> CpuDef:
+    """What a host offers guests: its domcapabilities host-model, else its host CPU."""
+    return c.host_model if c.host_model is not None else c.cpu
 
 
 def guest_cpu_for(model: str, flags: Sequence[str]) -> CpuDef:
@@ -188,7 +210,8 @@ def recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy | None = None,
                     "the baseline is taken among the models every host can run instead.")
         base = baseline(reps, cat, usable_models=sorted(usable))
     assert base.model is not None
-    flags = nova_flags(base, cat)
+    offered = offered_mask(classes, cat)
+    flags = nova_flags(base, cat, offered)
     gcpu = guest_cpu_for(base.model, flags)
     gmask = _guest_mask(gcpu, cat)
 
@@ -197,8 +220,8 @@ def recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy | None = None,
 
     costs: list[HostCost] = []
     for c in classes:
-        res = compare(c.cpu, gcpu, cat)
-        lost = _lost(cpu_mask(c.cpu, cat), gmask, cat)
+        res = compare(_offer(c), gcpu, cat)
+        lost = _lost(cpu_mask(_offer(c), cat), gmask, cat)
         costs.extend(HostCost(h, c.cpu.model, c.id, lost, res.result) for h in c.hosts)
 
     counts = ", ".join(f"{len(c.hosts)} x {c.label}" for c in classes)
@@ -209,18 +232,23 @@ def recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy | None = None,
                 "(virsh cpu-baseline gives the same); every guest gets the same CPU on every "
                 "host, so it can move anywhere.")
     dropped = [f.name for f in base.features if f.policy == "require"
-               and (f.name in QEMU_FILTERED_FEATURES or f.name in cat.nonmigratable)]
+               and f"+{f.name}" not in flags]
     if dropped:
-        expl.append(f"Not in cpu_model_extra_flags although every host has them: "
-                    f"{', '.join(dropped)} (QEMU does not accept them or they block migration).")
-    wi = _what_if(classes, cat, gmask) if what_if else ()
+        expl.append(f"Not in cpu_model_extra_flags although every host CPU has them: "
+                    f"{', '.join(dropped)} (QEMU/KVM does not give them to guests "
+                    "(domcapabilities host-model), QEMU does not accept them, or they block "
+                    "migration).")
+    if offered is None:
+        expl.append("Some hosts lack domcapabilities.xml: cpu_model_extra_flags may name host "
+                    "features KVM cannot give guests; collect domcapabilities to be sure.")
+    wi = _what_if(classes, cat, gmask, offered) if what_if else ()
     return Recommendation(scope, names, "custom", tuple(models), flags, base, gcpu,
                           tuple(expl), tuple(costs), wi, tuple(classes))
 
 
 def _compatible_everywhere(model: str, classes: Sequence[CpuClass], cat: Catalog) -> bool:
     cpu = CpuDef(type="guest", model=model, mode="custom", match="exact")
-    return all(compare(c.cpu, cpu, cat).compatible for c in classes)
+    return all(compare(_offer(c), cpu, cat).compatible for c in classes)
 
 
 def _older_models(first: str, classes: Sequence[CpuClass], cat: Catalog,
@@ -249,8 +277,7 @@ def _why_not_host_model(classes: Sequence[CpuClass], cat: Catalog) -> str:
         for b in classes:
             if b is a:
                 continue
-            host = b.host_model or b.cpu
-            res = compare(host, guest, cat)
+            res = compare(_offer(b), guest, cat)
             if not res.compatible:
                 lacks = ", ".join(res.features[:6]) + (" ..." if len(res.features) > 6 else "")
                 return (f"Not host-model: libvirt gives each guest the CPU of the host it starts "
@@ -260,7 +287,8 @@ def _why_not_host_model(classes: Sequence[CpuClass], cat: Catalog) -> str:
             "mixed cluster makes some migrations one-way.")
 
 
-def _what_if(classes: Sequence[CpuClass], cat: Catalog, gmask: int) -> tuple[WhatIf, ...]:
+def _what_if(classes: Sequence[CpuClass], cat: Catalog, gmask: int,
+             offered: int | None) -> tuple[WhatIf, ...]:
     """Which CPU generation, retired or split off, raises the baseline most."""
     groups: dict[str, list[CpuClass]] = {}
     for c in classes:
@@ -275,7 +303,7 @@ def _what_if(classes: Sequence[CpuClass], cat: Catalog, gmask: int) -> tuple[Wha
         except CpuError:
             continue
         assert nb.model is not None
-        ncpu = guest_cpu_for(nb.model, nova_flags(nb, cat))
+        ncpu = guest_cpu_for(nb.model, nova_flags(nb, cat, offered_mask(rest, cat)))
         nmask = _guest_mask(ncpu, cat)
         gained = tuple(f.name for f in cat.features
                        if f.mask & ~nmask == 0 and f.mask & ~gmask != 0)
@@ -283,8 +311,9 @@ def _what_if(classes: Sequence[CpuClass], cat: Catalog, gmask: int) -> tuple[Wha
             continue
         hosts = tuple(h for c in members for h in c.hosts)
         out.append(WhatIf(hosts, label, nb.model, gained, (
-            f"retire {len(hosts)} {label} host{'s' if len(hosts) != 1 else ''} (or move them "
-            f"to an aggregate of their own) -> {nb.model}, gaining {_short(gained)}")))
+            f"retire {len(hosts)} {label} host{'s' if len(hosts) != 1 else ''} (or split "
+            f"{'them' if len(hosts) != 1 else 'it'} into an aggregate of their own) -> "
+            f"{nb.model}, gaining {_short(gained)}")))
     out.sort(key=lambda w: (-len(w.gained), len(w.hosts), w.cpu_model))
     return tuple(out)
 

@@ -171,9 +171,6 @@ def cpu_features(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Ve
         return _v(r, UNKNOWN, "unknown", missing)
     if need is None:
         return _v(r, OK, "default-cpu", "guest uses libvirt's default CPU model")
-    if need.model and dst.usable_models is not None and need.model not in dst.usable_models:
-        return _v(r, BLOCKED, "model-unusable",
-                  f"{dst.name} cannot run CPU model {need.model} (domcapabilities: usable='no')")
     # QEMU's own view of the host (domcapabilities host-model) when collected:
     # it already leaves out what KVM cannot give a guest.
     host_cpu = dst.host_model if dst.host_model is not None else dst.cpu
@@ -184,11 +181,16 @@ def cpu_features(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Ve
     except CpuError as err:
         return _v(r, UNKNOWN, "unknown", f"cannot compare CPUs: {err}")
     if res.compatible:
+        # A model usable='no' still runs when the guest disables what the host
+        # lacks: compare against host-model above is the test libvirt applies.
         return _v(r, OK, res.result, f"{dst.name} provides every feature of {need.model}")
+    unusable = bool(need.model and dst.usable_models is not None
+                    and need.model not in dst.usable_models)
     if res.features and "does not provide" in (res.message or ""):
         return _v(r, BLOCKED, "missing",
                   f"{dst.name} lacks {_names(list(res.features))} (required by {g.name}'s "
-                  f"{need.model} CPU)")
+                  f"{need.model} CPU" + ("; domcapabilities marks the model usable='no')"
+                                         if unusable else ")"))
     return _v(r, BLOCKED, "incompatible", f"{dst.name}: {res.message}")
 
 

@@ -79,11 +79,15 @@ def test_cpu_features_uses_the_destination_host_model_when_collected():
     assert run(rules.cpu_features, g, dst=dataclasses.replace(sky, host_model=hm)).status == BLOCKED
 
 
-def test_cpu_model_not_usable_on_the_destination_blocks():
-    g = guest("g", cpu=custom_cpu("Skylake-Server-IBRS"))
-    d = host("d", "cascadelake", usable_models=("Broadwell-noTSX-IBRS",))
-    v = run(rules.cpu_features, g, dst=d)
-    assert (v.status, v.code) == (BLOCKED, "cpu-features.model-unusable")
+def test_unusable_model_blocks_only_when_the_guest_needs_what_the_host_lacks():
+    bdw = host("d", "broadwell", usable_models=("Haswell-noTSX",))
+    g = guest("g", cpu=custom_cpu("Skylake-Server-noTSX-IBRS"))
+    v = run(rules.cpu_features, g, dst=bdw)
+    assert (v.status, v.code) == (BLOCKED, "cpu-features.missing") and "usable='no'" in v.message
+    # libvirt starts a usable='no' model when the guest disables the missing features.
+    lacking = compare(bdw.host_model, custom_cpu("Skylake-Server-noTSX-IBRS"), CAT).features
+    g2 = guest("g", cpu=custom_cpu("Skylake-Server-noTSX-IBRS", disable=lacking))
+    assert run(rules.cpu_features, g2, dst=bdw).status == OK
 
 
 def test_host_model_guest_carries_the_source_host_model():
