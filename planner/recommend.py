@@ -131,16 +131,23 @@ def offered_mask(classes: Sequence[CpuClass], cat: Catalog) -> int | None:
     return mask
 
 
-def nova_flags(base: CpuDef, cat: Catalog, offered: int | None = None) -> tuple[str, ...]:
+NESTED_FEATURES = frozenset({"vmx", "svm"})
+
+
+def nova_flags(base: CpuDef, cat: Catalog, offered: int | None = None,
+               nested: bool = False) -> tuple[str, ...]:
     """cpu_model_extra_flags for a baseline: its extra features (+) and disabled ones (-).
 
     Left out: features QEMU never accepts, features that block migration
     (invtsc: it would pin every guest to its host), and features some host's
-    QEMU/KVM cannot give a guest (``offered``, from domcapabilities).
+    QEMU/KVM cannot give a guest (``offered``, from domcapabilities), and
+    vmx/svm unless ``nested``.
     """
     out: list[str] = []
     for f in base.features:
         if f.name in QEMU_FILTERED_FEATURES or f.name in cat.nonmigratable:
+            continue
+        if not nested and f.name in NESTED_FEATURES:
             continue
         if f.policy in ("require", "force"):
             if offered is not None and cat.feature_by_name[f.name].mask & ~offered:
@@ -211,7 +218,7 @@ def recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy | None = None,
         base = baseline(reps, cat, usable_models=sorted(usable))
     assert base.model is not None
     offered = offered_mask(classes, cat)
-    flags = nova_flags(base, cat, offered)
+    flags = nova_flags(base, cat, offered, policy.expose_nested)
     gcpu = guest_cpu_for(base.model, flags)
     gmask = _guest_mask(gcpu, cat)
 
@@ -231,8 +238,14 @@ def recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy | None = None,
     expl.append(f"{base.model} is libvirt's baseline of all {len(hosts)} hosts "
                 "(virsh cpu-baseline gives the same); every guest gets the same CPU on every "
                 "host, so it can move anywhere.")
+    nested = [f.name for f in base.features if f.name in NESTED_FEATURES
+              and f"+{f.name}" not in flags]
+    if nested:
+        expl.append(f"{', '.join(nested)} left out of cpu_model_extra_flags although every host "
+                    "offers it: guests running nested guests migrate unreliably; add it back "
+                    "only for aggregates that need nested virtualization.")
     dropped = [f.name for f in base.features if f.policy == "require"
-               and f"+{f.name}" not in flags]
+               and f"+{f.name}" not in flags and f.name not in NESTED_FEATURES]
     if dropped:
         expl.append(f"Not in cpu_model_extra_flags although every host CPU has them: "
                     f"{', '.join(dropped)} (QEMU/KVM does not give them to guests "
@@ -241,7 +254,7 @@ def recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy | None = None,
     if offered is None:
         expl.append("Some hosts lack domcapabilities.xml: cpu_model_extra_flags may name host "
                     "features KVM cannot give guests; collect domcapabilities to be sure.")
-    wi = _what_if(classes, cat, gmask, offered) if what_if else ()
+    wi = _what_if(classes, cat, gmask, policy) if what_if else ()
     return Recommendation(scope, names, "custom", tuple(models), flags, base, gcpu,
                           tuple(expl), tuple(costs), wi, tuple(classes))
 
@@ -288,7 +301,7 @@ def _why_not_host_model(classes: Sequence[CpuClass], cat: Catalog) -> str:
 
 
 def _what_if(classes: Sequence[CpuClass], cat: Catalog, gmask: int,
-             offered: int | None) -> tuple[WhatIf, ...]:
+             policy: Policy) -> tuple[WhatIf, ...]:
     """Which CPU generation, retired or split off, raises the baseline most."""
     groups: dict[str, list[CpuClass]] = {}
     for c in classes:
@@ -303,7 +316,8 @@ def _what_if(classes: Sequence[CpuClass], cat: Catalog, gmask: int,
         except CpuError:
             continue
         assert nb.model is not None
-        ncpu = guest_cpu_for(nb.model, nova_flags(nb, cat, offered_mask(rest, cat)))
+        ncpu = guest_cpu_for(nb.model, nova_flags(nb, cat, offered_mask(rest, cat),
+                                                  policy.expose_nested))
         nmask = _guest_mask(ncpu, cat)
         gained = tuple(f.name for f in cat.features
                        if f.mask & ~nmask == 0 and f.mask & ~gmask != 0)

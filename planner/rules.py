@@ -53,6 +53,9 @@ class Policy:
     allow_block_migration: bool = True
     #: Longest cpu_models list to recommend (the baseline model first).
     max_cpu_models: int = 4
+    #: Keep vmx/svm in cpu_model_extra_flags: nested guests carry state that
+    #: makes live migration fragile, so it is off unless asked for.
+    expose_nested: bool = False
 
 
 @dataclass(frozen=True)

@@ -34,3 +34,14 @@ def run_cli(*args: str, input: bytes | None = None, timeout: float = 300,
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="Rewrite tests/golden/ from the current output (review the diff).")
+
+
+@pytest.fixture
+def update_golden(request) -> bool:
+    return bool(request.config.getoption("--update-golden")
+                or os.environ.get("MIGPLAN_UPDATE_GOLDEN") == "1")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from planner.catalogs import default_catalog
+from planner.cpu.cpudef import CpuFeature
 from planner.cpu.engine import compare, cpu_mask
 from planner.cpu.parse import parse_cpu_file
 from planner.cpu.render import cpu_to_xml
@@ -178,3 +179,39 @@ def test_mixed_vendors_without_groups_get_one_recommendation_per_vendor():
     recs = recommend_groups([host("i1"), host("i2", "broadwell"), host("a1", cpu=amd)], None, CAT)
     assert [r.scope for r in recs] == ["vendor Intel", "vendor AMD"]
     assert recs[0].cpu_models[0] == "Broadwell-noTSX-IBRS"
+
+
+def test_nested_virt_flags_are_left_out_unless_asked_for():
+    hosts = [host("a", "broadwell"), host("b", "skylake")]  # both offer vmx
+    assert "+vmx" not in recommend(hosts, CAT).cpu_model_extra_flags
+    assert "vmx" in " ".join(recommend(hosts, CAT).explanation)
+    assert "+vmx" in recommend(hosts, CAT, Policy(expose_nested=True)).cpu_model_extra_flags
+
+
+def test_extra_flags_only_name_features_every_host_model_offers():
+    a, b = host("a", "broadwell"), host("b", "skylake")
+    hm = dataclasses.replace(b.host_model, features=(*b.host_model.features,
+                                                     CpuFeature("abm", "disable")))
+    flags = recommend([a, dataclasses.replace(b, host_model=hm)], CAT).cpu_model_extra_flags
+    assert "+abm" in recommend([a, b], CAT).cpu_model_extra_flags
+    assert "+abm" not in flags
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("scenario", sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()))
+def test_fixture_recommendation_equals_libvirt_baseline(conn, scenario):
+    from planner.inventory import load
+
+    inv = load(FIXTURES / scenario)
+    for rec in recommend_groups(inv.hosts, None, CAT):
+        if rec.cpu_mode != "custom":
+            continue
+        caps = [(FIXTURES / scenario / "hosts" / h / "capabilities.xml").read_text()
+                for h in rec.hosts]
+        cpus_xml = [cpu_to_xml(inv.host(h).cpu) for h in rec.hosts]
+        assert caps  # the hosts' own files are what an operator would feed virsh
+        expected = parse_cpu_file(conn.baselineCPU(cpus_xml, 0).encode(), "lv", "guest")[0].model
+        assert rec.cpu_models[0] == expected
