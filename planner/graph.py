@@ -36,6 +36,7 @@ from planner.rules import (
     FEASIBLE,
     GUEST_RULES,
     OK,
+    SEVERITY,
     Assessment,
     Policy,
     Verdict,
@@ -65,8 +66,8 @@ class GuestResult:
     feasible_classes: tuple[str, ...]
     destinations: tuple[str, ...]  # a feasible host per feasible class (the roomiest)
     reasons: tuple[Verdict, ...]  # guest rules, plus why each class is refused
-    #: per destination class: (class id, verdict, a host that fits or None, reasons)
-    per_class: tuple[tuple[str, str, str | None, tuple[Verdict, ...]], ...] = ()
+    #: per destination class: (class id, verdict, a host that fits or None)
+    per_class: tuple[tuple[str, str, str | None], ...] = ()
 
 
 @dataclass
@@ -168,6 +169,7 @@ def analyze(inv: Inventory, recs: Mapping[str, Recommendation], cat: Catalog,
     shapes: dict[tuple[object, ...], str] = {}
     shape_edges: dict[tuple[str, str], Assessment] = {}
     cap_cache: dict[tuple[tuple[object, ...], str], tuple[Verdict, ...]] = {}
+    out_cache: dict[tuple[object, ...], _Outcome] = {}
     for src in inv.hosts:
         scls = host_class[src.name]
         for dom in src.domains:
@@ -185,7 +187,7 @@ def analyze(inv: Inventory, recs: Mapping[str, Recommendation], cat: Catalog,
                                reasons=[(v.code, v.message) for v in asm.reasons()])
             g.nodes[("shape", sid)]["guests"].append(dom.name)
             an.guests.append(_guest_result(dom, src, sid, classes, ranked, shape_edges,
-                                           cap_cache, policy, cat))
+                                           cap_cache, out_cache, policy, cat))
     an.stranded = [r.guest for r in an.guests if not r.feasible_classes]
     return an
 
@@ -200,64 +202,75 @@ def _aggregate_verdict(ra: Recommendation, rb: Recommendation) -> Verdict:
                    "CPU: checked above by libvirt's compare")
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """A guest shape and capacity against one destination class (shared by many guests)."""
+
+    status: str
+    host: str | None
+    blocking: tuple[Verdict, ...]  # why not feasible (empty when feasible)
+
+
+def _class_outcome(dom: Domain, src: Host, edge: Assessment, hosts: Sequence[Host],
+                   cap_cache: dict[tuple[tuple[object, ...], str], tuple[Verdict, ...]],
+                   ckey: tuple[object, ...], policy: Policy, cat: Catalog) -> _Outcome:
+    if not edge.feasible:
+        return _Outcome(edge.status, None, tuple(v for v in edge.reasons() if not v.feasible))
+    last: tuple[Verdict, ...] = ()
+    checked = 0
+    for h in hosts:
+        if h.name == src.name:
+            continue
+        if checked >= CAPACITY_CANDIDATES:
+            break
+        checked += 1
+        cap = cap_cache.get((ckey, h.name))
+        if cap is None:
+            cap = cap_cache[(ckey, h.name)] = tuple(rule(dom, src, h, policy, cat)
+                                                    for rule in CAPACITY_RULES)
+        status = worst((*edge.verdicts, *cap))
+        if status in FEASIBLE:
+            return _Outcome(status, h.name, ())
+        last = cap
+    if not last:
+        return _Outcome(BLOCKED, None, ())
+    return _Outcome(worst(last), None, tuple(v for v in last if not v.feasible))
+
+
 def _guest_result(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass],
                   ranked: Mapping[str, Sequence[Host]],
                   shape_edges: Mapping[tuple[str, str], Assessment],
                   cap_cache: dict[tuple[tuple[object, ...], str], tuple[Verdict, ...]],
+                  out_cache: dict[tuple[object, ...], _Outcome],
                   policy: Policy, cat: Catalog) -> GuestResult:
     own = tuple(rule(dom, src, src, policy, cat) for rule in GUEST_RULES)
+    own_status = worst(own)
     reasons = [v for v in own if v.status != OK]
     feasible: list[str] = []
     dests: list[str] = []
     best = BLOCKED
     ckey = _capacity_key(dom)
-    own_status = worst(own)
-    own_reasons = tuple(v for v in own if v.status != OK)
-    per_class: list[tuple[str, str, str | None, tuple[Verdict, ...]]] = []
+    per_class: list[tuple[str, str, str | None]] = []
     for c in classes:
-        edge = shape_edges[(sid, c.id)]
-        if not edge.feasible:
-            reasons.extend(v for v in edge.reasons() if v.status not in FEASIBLE)
-            best = _better(best, edge.status)
-            per_class.append((c.id, worst([*own, *edge.verdicts]), None,
-                              own_reasons + tuple(edge.reasons())))
-            continue
-        found = None
-        last: tuple[Verdict, ...] = ()
-        checked = 0
-        for h in ranked[c.id]:
-            if h.name == src.name:
-                continue
-            if checked >= CAPACITY_CANDIDATES:
-                break
-            checked += 1
-            k = (ckey, h.name)
-            cap = cap_cache.get(k)
-            if cap is None:
-                cap = cap_cache[k] = tuple(rule(dom, src, h, policy, cat)
-                                           for rule in CAPACITY_RULES)
-            last = cap
-            if worst(cap) in FEASIBLE:
-                found = (h, cap)
-                break
-        if found is None:
-            if last:
-                reasons.extend(v for v in last if v.status not in FEASIBLE)
-                best = _better(best, worst(last))
-                per_class.append((c.id, worst([*own, *edge.verdicts, *last]), None,
-                                  own_reasons + tuple(edge.reasons())
-                                  + tuple(v for v in last if v.status != OK)))
-            continue
-        status = worst([*own, *edge.verdicts, *found[1]])
+        hosts = ranked[c.id]
+        # The outcome is the same for every guest of this shape and size, unless
+        # the guest's own host is among the candidates checked.
+        near = any(h.name == src.name for h in hosts[:CAPACITY_CANDIDATES + 1])
+        key = (sid, c.id, ckey, src.name if near else None)
+        o = out_cache.get(key)
+        if o is None:
+            o = out_cache[key] = _class_outcome(dom, src, shape_edges[(sid, c.id)], hosts,
+                                                cap_cache, ckey, policy, cat)
+        status = o.status if SEVERITY[o.status] >= SEVERITY[own_status] else own_status
+        per_class.append((c.id, status, o.host))
         best = _better(best, status)
-        per_class.append((c.id, status, found[0].name, own_reasons + tuple(edge.reasons())
-                          + tuple(v for v in found[1] if v.status != OK)))
-        if status in FEASIBLE:
+        reasons.extend(o.blocking)
+        if o.host is not None and status in FEASIBLE:
             feasible.append(c.id)
-            dests.append(found[0].name)
+            dests.append(o.host)
     if own_status not in FEASIBLE:
-        feasible, dests, best = [], [], own_status
-    elif not feasible and not reasons:
+        best = own_status
+    elif not feasible and len(reasons) == len([v for v in own if v.status != OK]):
         reasons.append(Verdict("destination", BLOCKED, "destination.none",
                                f"no other host to move {dom.name} to"))
     return GuestResult(dom.name, src.name, sid, best, tuple(feasible), tuple(dests),

@@ -53,8 +53,14 @@ def _row(source: str, destination: str, guest: str | None, verdict: str,
 
 
 def matrix(rep: Report, detail: str) -> Iterator[dict[str, Any]]:
-    """Matrix rows.  ``full``: every host pair and every guest x other host, all rules.
-    ``classes``: host-class pairs and, per guest, one row per destination class."""
+    """Matrix rows.
+
+    ``full``: every host pair and every guest x other host, all rules.
+    ``classes`` (bounded by classes x (classes + guest shapes)): host-class
+    pairs, and guest-shape x host-class rows (``guest`` = ``shape:<id>``, see
+    ``guest_shapes``) with the class rules; each guest's own verdict is in
+    ``guests[]``.
+    """
     an = rep.analysis
     if detail == "full":
         for s, d, asm in host_pairs(an):
@@ -67,9 +73,12 @@ def matrix(rep: Report, detail: str) -> Iterator[dict[str, Any]]:
             if an.graph.has_edge(("class", a), ("class", b)):
                 asm = an.class_edge(a, b)
                 yield _row(a, b, None, asm.status, asm.reasons())
-    for g in an.guests:
-        for cid, status, _host, reasons in g.per_class:
-            yield _row(g.source, cid, g.guest, status, reasons)
+    for node, data in an.graph.nodes(data=True):
+        if data["kind"] != "guest-shape":
+            continue
+        for _, dst, e in an.graph.out_edges(node, data=True):
+            asm = e["assessment"]
+            yield _row(data["source_class"], dst[1], f"shape:{node[1]}", asm.status, asm.reasons())
 
 
 def _baseline_json(rec: Recommendation) -> dict[str, Any] | None:
@@ -113,6 +122,12 @@ def report_json(rep: Report, detail: str) -> dict[str, Any]:
     stranded = [{"guest": n, "host": by_guest[n].source, "reasons": _reasons(by_guest[n].reasons)}
                 for n in an.stranded]
     d = matrix_detail(rep, detail)
+    guests = [{"guest": g.guest, "host": g.source, "shape": g.shape, "verdict": g.status,
+               "feasible_classes": list(g.feasible_classes),
+               "destinations": list(g.destinations), "reasons": _reasons(g.reasons)}
+              for g in an.guests]
+    shapes = [{"id": n[1], "source_class": data["source_class"], "guests": list(data["guests"])}
+              for n, data in an.graph.nodes(data=True) if data["kind"] == "guest-shape"]
     return {
         "schema": SCHEMA_VERSION,
         "snapshot": rep.inv.source,
@@ -130,6 +145,8 @@ def report_json(rep: Report, detail: str) -> dict[str, Any]:
         "migration_domains": [list(dm) for dm in an.domains],
         "one_way": one_way,
         "stranded": stranded,
+        "guests": guests,
+        "guest_shapes": shapes,
         "matrix_detail": d,
         "matrix": list(matrix(rep, d)),
     }

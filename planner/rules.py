@@ -11,6 +11,7 @@ scripts may match on them; messages are for people and may improve.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ class Assessment:
     destination: str
     verdicts: tuple[Verdict, ...]
 
-    @property
+    @functools.cached_property
     def status(self) -> str:
         return worst(self.verdicts)
 

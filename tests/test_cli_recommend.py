@@ -90,8 +90,10 @@ def test_classes_detail_bounds_the_matrix():
     doc = json.loads(r.stdout)
     assert doc["matrix_detail"] == "classes"
     classes = {c["id"] for c in doc["host_classes"]}
-    guests = sum(h["guests"] for h in doc["hosts"])
-    assert len(doc["matrix"]) <= len(classes) ** 2 + guests * len(classes)
+    shapes = {s["id"] for s in doc["guest_shapes"]}
+    assert len(doc["matrix"]) <= len(classes) * (len(classes) + len(shapes))
+    assert {r["guest"] for r in doc["matrix"]} - {None} <= {f"shape:{s}" for s in shapes}
+    assert len(doc["guests"]) == sum(h["guests"] for h in doc["hosts"])
 
 
 # --- check ---------------------------------------------------------------------------------------
