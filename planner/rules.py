@@ -235,6 +235,10 @@ def _exposed_features(g: Domain, src: Host) -> set[str] | None:
     if cpu is None:
         return set()
     if cpu.mode in PASSTHROUGH_MODES:
+        # KVM passes vmx/svm through only with nesting enabled, which the
+        # domcapabilities host-model reflects; the raw host CPU always lists them.
+        if src.host_model is not None:
+            return set(src.host_model.feature_names("require", "force"))
         return set(src.cpu.feature_names())
     if cpu.mode == "host-model":
         return set(src.host_model.feature_names("require", "force")) if src.host_model else None

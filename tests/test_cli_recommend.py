@@ -174,3 +174,10 @@ def test_every_new_command_has_help_with_an_example():
     for cmd in ("recommend", "check"):
         r = run_cli(cmd, "--help")
         assert r.returncode == 0 and "Example:" in r.stdout
+
+
+@pytest.mark.parametrize("guest,dest,code", [("cn04-hostmodel", "cn03", 3), ("cn01-web", "cn02", 0)])
+def test_check_golden(guest, dest, code, update_golden):
+    r = run_cli("check", guest, dest, "--snapshot", "fixtures/mixed-intel-generations")
+    assert r.returncode == code, r.stderr
+    _golden(f"mixed-intel-generations/check-{guest}-{dest}.txt", r.stdout, update_golden)
