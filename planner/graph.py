@@ -351,6 +351,20 @@ def host_pairs(an: Analysis) -> list[tuple[str, str, Assessment]]:
     return out
 
 
+def host_graph(an: Analysis) -> Any:
+    """A host-level nx.DiGraph (host -> host, verdicts on edges) expanded from the classes.
+
+    Its size is hosts squared: for notebooks on small and mid-size clusters.
+    """
+    hg = nx.DiGraph()
+    for c in an.classes.values():
+        hg.add_nodes_from(c.hosts, host_class=c.id, cpu_model=c.cpu_model)
+    for s, d, asm in host_pairs(an):
+        hg.add_edge(s, d, verdict=asm.status, assessment=asm,
+                    reasons=[(v.code, v.message) for v in asm.reasons()])
+    return hg
+
+
 def guest_moves(inv: Inventory, policy: Policy, cat: Catalog) -> list[Assessment]:
     """Every guest against every other host, all rules, exactly (small inventories only)."""
     out = []

@@ -202,8 +202,8 @@ def recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy | None = None,
         same.append("Adding a host with a different CPU later breaks this: switch to custom "
                     "with the baseline model first.")
         return Recommendation(scope, names, "host-passthrough", (), (), None, None, tuple(same),
-                              tuple(HostCost(h, c.cpu.model, c.id, (), "identical")
-                                    for h in c.hosts), (), tuple(classes))
+                              tuple(HostCost(h, k.cpu.model, k.id, (), "identical")
+                                    for k in classes for h in k.hosts), (), tuple(classes))
 
     reps = [c.cpu for c in classes]
     base = baseline(reps, cat)
@@ -231,6 +231,11 @@ def recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy | None = None,
         lost = _lost(cpu_mask(_offer(c), cat), gmask, cat)
         costs.extend(HostCost(h, c.cpu.model, c.id, lost, res.result) for h in c.hosts)
 
+    bad = [c for c in costs if c.compare == "incompatible"]
+    if bad:
+        # Cannot happen with libvirt's baseline; say so loudly rather than hide it.
+        expl.append(f"WARNING: {', '.join(c.host for c in bad[:5])} cannot run the recommended "
+                    "CPU (libvirt compare): check the catalog (--cpu-map) matches the hosts.")
     counts = ", ".join(f"{len(c.hosts)} x {c.label}" for c in classes)
     expl.insert(0, f"The hosts have {len(classes)} different CPUs ({counts}): host-passthrough "
                    "needs identical CPUs, so cpu_mode=custom.")

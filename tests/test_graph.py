@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 
 from planner.catalogs import default_catalog
-from planner.graph import analyze, guest_moves, host_pairs
+from planner.graph import analyze, guest_moves, host_graph, host_pairs
 from planner.model import HostDev
 from planner.recommend import by_host, recommend, recommend_groups
 from planner.rules import FEASIBLE, Policy
@@ -111,3 +111,17 @@ def test_host_pairs_and_guest_moves_expand_to_every_host():
     moves = guest_moves(inv, Policy(), CAT)
     assert {(m.source, m.destination) for m in moves} == {("a", "b"), ("a", "c")}
     assert all(m.feasible for m in moves)
+
+
+def test_host_graph_expands_class_edges_to_hosts():
+    inv = inventory(host("old1"), host("new1", qemu_version="8.0.0", machine_types=NEW_MACHINES))
+    hg = host_graph(run(inv))
+    assert hg.edges["old1", "new1"]["verdict"] in FEASIBLE
+    assert hg.edges["new1", "old1"]["verdict"] == "blocked"
+
+
+def test_identical_cpus_with_different_host_model_still_cover_every_host():
+    a = host("a")
+    b = host("b", host_model=None)
+    rec = recommend([a, b], CAT)
+    assert {c.host for c in rec.costs} == {"a", "b"}
