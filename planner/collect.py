@@ -46,6 +46,7 @@ class HostConn(Protocol):
     def domain_capabilities(self, virttype: str | None = None, arch: str | None = None) -> str: ...
     def cpu_model_names(self, arch: str) -> list[str]: ...
     def node_info(self) -> dict[str, Any]: ...
+    def free_memory(self) -> int: ...
     def cells_free_memory(self, ncells: int) -> list[int]: ...
     def free_pages(self, page_sizes_kib: list[int], ncells: int) -> dict[int, dict[int, int]]: ...
     def versions(self) -> dict[str, Any]: ...
@@ -120,8 +121,10 @@ def default_connect(uri: str) -> HostConn:
 # --- one host ------------------------------------------------------------------------------
 
 
-def call_with_timeout(fn: Callable[[], T], timeout: float, what: str) -> T:
-    """Run ``fn`` in a daemon thread and wait at most ``timeout`` seconds.
+def call_with_timeout(fn: Callable[[], T], timeout: float, what: str,
+                      cancel: threading.Event | None = None) -> T:
+    """Run ``fn`` in a daemon thread and wait at most ``timeout`` seconds
+    (less when ``cancel`` is set: the collect was interrupted).
 
     libvirt calls block in C and cannot be cancelled; a host that hangs (an
     ssh prompt, a daemon that accepts and never answers) leaves its thread
@@ -137,12 +140,19 @@ def call_with_timeout(fn: Callable[[], T], timeout: float, what: str) -> T:
 
     t = threading.Thread(target=run, name=f"collect {what}", daemon=True)
     t.start()
-    t.join(timeout)
-    if t.is_alive():
-        raise HostError(f"no answer within {timeout:g} s", "timeout")
+    deadline = time.monotonic() + timeout
+    while t.is_alive():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise HostError(f"no answer within {timeout:g} s", "timeout")
+        if cancel is not None and cancel.is_set():
+            raise HostError("collect interrupted", "cancelled")
+        # The executor's worker threads are joined at interpreter exit: wait in
+        # short steps so an interrupted collect does not wait for --timeout.
+        t.join(min(left, 0.2))
     if "error" in box:
         raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
+    return box["value"]
 
 
 def read_host(conn: HostConn) -> dict[str, Any]:
@@ -161,6 +171,7 @@ def read_host(conn: HostConn) -> dict[str, Any]:
 
     facts: dict[str, Any] = {
         "hostname": opt("hostname", conn.hostname),
+        "free_memory_bytes": opt("free_memory_total", conn.free_memory),
         "versions": opt("versions", conn.versions),
         "nodeinfo": opt("nodeinfo", conn.node_info),
     }
@@ -235,8 +246,8 @@ def _unique(name: str, used: set[str], extra: str) -> str:
 
 
 def write_host(d: Path, raw: dict[str, Any], uri: str) -> int:
-    """Write one host's files into ``d``; returns the number of guests."""
-    d.mkdir(parents=True)
+    """Write one host's files into ``d`` (its parent must exist); returns the number of guests."""
+    d.mkdir()
     # Raw XML exactly as libvirt returned it (libvirt's strings are UTF-8).
     _write(d / "capabilities.xml", raw["capabilities"].encode("utf-8"))
     for key in ("domcapabilities", "domcapabilities-qemu"):
@@ -313,6 +324,7 @@ def collect(
     connect = connect or default_connect
     total = len(targets)
     lock = threading.Lock()
+    cancel = threading.Event()
 
     def report(ev: HostEvent) -> None:
         if progress is not None:
@@ -331,31 +343,38 @@ def collect(
             report(HostEvent(i, total, shown, t.name, "connecting"))
             t0 = clock()
             res = HostResult(shown, t.name, "ok")
+            raw = None
             try:
-                raw = call_with_timeout(lambda: _fetch(t.uri, connect), timeout, shown)
-                res.hostname = raw["facts"].get("hostname")
-                res.warnings = list(raw["facts"]["errors"].values())
-                res._stage = stage / str(i)
-                res.guests = write_host(res._stage, raw, shown)
+                raw = call_with_timeout(lambda: _fetch(t.uri, connect), timeout, shown, cancel)
             except (HostError, InputError) as err:
                 res.status = "timeout" if getattr(err, "kind", "") == "timeout" else "failed"
                 res.kind = getattr(err, "kind", "error")
                 res.error = _scrub(str(err), t.uri)
-            except MigplanError as err:
-                res.status, res.kind, res.error = "failed", "error", _scrub(str(err), t.uri)
+            except Exception as err:  # a surprise from one host must not stop the others
+                res.status, res.kind = "failed", "error"
+                res.error = _scrub(f"{type(err).__name__}: {err}", t.uri)
+            if raw is not None:
+                res.hostname = raw["facts"].get("hostname")
+                res.warnings = list(raw["facts"]["errors"].values())
+                res._stage = stage / str(i)
+                # Writing is ours, not the host's: a failure here (disk full) stops the collect.
+                res.guests = write_host(res._stage, raw, shown)
             res.duration = clock() - t0
-            if res.status != "ok":
-                res.warnings = []
             res.name = _target_name(t, res.hostname)
             report(HostEvent(i, total, shown, res.name, res.status, res.error))
             return res
 
         results: list[HostResult | None] = [None] * total
-        with ThreadPoolExecutor(max_workers=min(workers, total),
-                                thread_name_prefix="collect") as pool:
+        pool = ThreadPoolExecutor(max_workers=min(workers, total), thread_name_prefix="collect")
+        try:
             futs = {pool.submit(one, i, t): i for i, t in enumerate(targets)}
             for fut in as_completed(futs):
                 results[futs[fut]] = fut.result()
+        finally:
+            # On Ctrl-C or an error, do not wait for hosts still answering (up to
+            # --timeout): their late writes fail, the staging directory is gone.
+            cancel.set()
+            pool.shutdown(wait=False, cancel_futures=True)
         hosts = [r for r in results if r is not None]
         _place(tmp, hosts, targets)
         shutil.rmtree(stage)

@@ -233,7 +233,7 @@ def parse_ansible_inventory(text: str, source: str, group: str,
         known = ", ".join(sorted(k for k in groups if k != "ungrouped")) or "none"
         raise InputError(f"{source}: no group {group!r} in the inventory (groups: {known})")
     names: list[str] = []
-    if group == "all" and "all" not in groups:
+    if group == "all":  # Ansible's "all" is every host, whatever [all:vars] says
         names = list(all_hosts)
     else:
         seen: set[str] = set()

@@ -19,6 +19,7 @@ import fcntl
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -247,6 +248,7 @@ class Lab:
 
         Empty when no lab was ever brought up in the state directory (or after down()).
         """
+        self.recorded = self._read_state()  # another process may have brought it up or down
         if not self.recorded:
             return []
         out = []
@@ -264,7 +266,10 @@ class Lab:
         say = progress or (lambda _msg: None)
         require_root("stop the lab")
         with self._locked():
-            hosts = self._known_hosts()
+            hosts = [h for h in self._known_hosts() if h.dir.exists()]
+            if not hosts and not self.recorded:
+                say(f"no lab in {self.state_dir}")
+                return
             for h in hosts:
                 if self._running_pid(h) is not None:
                     say(f"{h.name} {h.address}: stopping")
@@ -280,7 +285,8 @@ class Lab:
     def _start_daemon(self, h: LabHost) -> subprocess.Popen[bytes]:
         port_free_or_raise(h.address, LIBVIRTD_PORT)
         if h.dir.exists():
-            # a stopped host restarts from scratch: its old guests are gone with it
+            # a stopped host restarts from scratch: whatever its old daemon left goes first
+            self._stop_host(h)
             shutil.rmtree(h.dir)
         for _target, sub in PRIVATE_DIRS:
             (h.dir / sub).mkdir(parents=True, exist_ok=True)
@@ -332,7 +338,7 @@ class Lab:
                                f"{h.daemon_log}:\n{tail(h.daemon_log)}")
             time.sleep(delay)
             delay = min(delay * 1.5, 1.0)
-        (h.dir / "mntns").write_text(f"{mount_ns(proc.pid)}\n")
+        (h.dir / "mntns").write_text(f"{mount_ns(proc.pid)}\n")  # for diagnostics only
 
     def _running_pid(self, h: LabHost) -> int | None:
         """The host's libvirtd pid if that process is alive and is this host's libvirtd."""
@@ -357,11 +363,11 @@ class Lab:
                     if g.state not in ("shut off",):
                         virsh(h.uri, "destroy", g.name, check=False, timeout=30)
             kill_and_wait(pid)
-        # whatever is left in the host's mount namespace (QEMU processes) was started by it
-        ns = read_int(h.dir / "mntns")
-        if ns is not None and ns != mount_ns(os.getpid()) and ns != mount_ns(1):
-            for p in pids_in_mount_ns(ns):
-                kill_and_wait(p)
+        # Whatever still sees this host's private directories mounted (QEMU processes, a
+        # daemon whose pid file was lost) was started by it.  Namespace inode numbers are
+        # reused once freed, so the mounts themselves are the proof, not a recorded inode.
+        for p in pids_seeing_mounts_from(h.dir):
+            kill_and_wait(p)
 
     def _known_hosts(self) -> list[LabHost]:
         """Planned hosts plus any other host directory left in the state dir."""
@@ -578,7 +584,10 @@ def ensure_qemu_user() -> None:
 
 
 def run_or_raise(cmd: list[str]) -> None:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        raise LabError(f"{cmd[0]} not found: install the Debian package passwd") from None
     if r.returncode != 0:
         raise LabError(f"`{' '.join(cmd)}` failed: {r.stderr.strip()}")
 
@@ -683,11 +692,41 @@ def mount_ns(pid: int) -> int | None:
         return None
 
 
-def pids_in_mount_ns(ns: int) -> list[int]:
+def _unescape_mountinfo(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as \ooo octal escapes
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def fs_path(path: Path) -> str:
+    """``path`` as mountinfo's root field (4th) names it: relative to its own filesystem."""
+    target = str(path.resolve())
+    best_mnt, best_root = "", "/"
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        root, mnt = _unescape_mountinfo(fields[3]), _unescape_mountinfo(fields[4])
+        inside = target == mnt or target.startswith(mnt.rstrip("/") + "/")
+        if inside and len(mnt) >= len(best_mnt):
+            best_mnt, best_root = mnt, root
+    rel = target[len(best_mnt):].lstrip("/")
+    return os.path.join(best_root, rel) if rel else best_root
+
+
+def pids_seeing_mounts_from(directory: Path) -> list[int]:
+    """Processes (other than this one) that have a bind mount of something under directory."""
+    prefix = fs_path(directory).rstrip("/") + "/"
     out = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid() and mount_ns(int(entry.name)) == ns:
-            out.append(int(entry.name))
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            mountinfo = (entry / "mountinfo").read_text()
+        except OSError:
+            continue
+        for line in mountinfo.splitlines():
+            if _unescape_mountinfo(line.split()[3]).startswith(prefix):
+                if pid_alive(int(entry.name)):
+                    out.append(int(entry.name))
+                break
     return out
 
 

@@ -116,6 +116,7 @@ class CpuCache:
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, bytes], CpuDef] = {}
+        self._domcaps: dict[bytes, DomCaps] = {}
 
     def parse(self, el: Any, cpu_type: str, source: str) -> CpuDef:
         key = (cpu_type, etree.tostring(el))
@@ -123,6 +124,15 @@ class CpuCache:
         if hit is None:
             hit = parse_cpu_element(el, cpu_type, source)
             self._cache[key] = hit
+        return hit
+
+    def domcaps(self, xml: bytes, source: str) -> DomCaps:
+        """Hosts of one hardware and software generation report identical domain
+        capabilities: parse each distinct document once."""
+        hit = self._domcaps.get(xml)
+        if hit is None:
+            hit = parse_domcapabilities(xml, source, self)
+            self._domcaps[xml] = hit
         return hit
 
     def __len__(self) -> int:
@@ -158,7 +168,10 @@ def _cells(root: Any, source: str, facts: Mapping[str, Any] | None) -> tuple[Num
         cid = _int(c.get("id"), source, "cell id")
         mem_el = c.find("memory")
         memory = _kib(mem_el, source, "cell memory") if mem_el is not None else None
-        cpus = tuple(_int(x.get("id"), source, "cpu id") for x in c.findall("cpus/cpu"))
+        try:  # the hot loop of a large load: plain int() on thousands of ids
+            cpus = tuple(int(x.get("id")) for x in c.findall("cpus/cpu"))
+        except (TypeError, ValueError):
+            raise InputError(f"{source}: invalid cpu id in NUMA cell {cid}") from None
         pages = []
         for p in c.findall("pages"):
             size = _kib_attr(p, source)
@@ -258,10 +271,15 @@ def build_host(
     if cpu_el is None:
         raise InputError(f"{src}: no <host><cpu> element")
     cpu = _host_cpu(cpu_el, f"{src}: host CPU", cache)
+    if cpu.model is None:
+        missing = (*missing, "host CPU model (capabilities name none)")
     arch = cpu.arch or ""
     cells = _cells(root, src, facts)
-    dc = parse_domcapabilities(domcapabilities, f"{source}domcapabilities.xml", cache) \
-        if domcapabilities is not None else None
+    dc = None
+    if domcapabilities is not None:
+        dsrc = f"{source}domcapabilities.xml"
+        dc = cache.domcaps(domcapabilities, dsrc) if cache is not None \
+            else parse_domcapabilities(domcapabilities, dsrc)
     facts = facts or {}
     node = facts.get("nodeinfo") or {}
     ver = facts.get("versions") or {}

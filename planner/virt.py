@@ -112,6 +112,9 @@ class Conn:
     def node_info(self) -> dict[str, Any]:
         return node_info(self)
 
+    def free_memory(self) -> int:
+        return free_memory(self)
+
     def cells_free_memory(self, ncells: int) -> list[int]:
         return cells_free_memory(self, ncells)
 
@@ -203,6 +206,11 @@ def node_info(conn: Conn) -> dict[str, Any]:
     model, mem_mib, cpus, mhz, nodes, sockets, cores, threads = info
     return {"model": model, "memory_kib": int(mem_mib) * 1024, "cpus": cpus, "mhz": mhz,
             "nodes": nodes, "sockets": sockets, "cores": cores, "threads": threads}
+
+
+def free_memory(conn: Conn) -> int:
+    """Free memory of the whole host, bytes (virNodeGetFreeMemory)."""
+    return int(_call("free memory", conn.ro.getFreeMemory))
 
 
 def cells_free_memory(conn: Conn, ncells: int) -> list[int]:

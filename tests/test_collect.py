@@ -79,6 +79,7 @@ def test_collect_records_guest_state_persistence_and_pools(tmp_path):
     inv = load(out)
     h = inv.host("node1")
     assert h is not None
+    assert h.cpu.model is None and "host CPU model (capabilities name none)" in h.missing
     assert {d.name: d.state for d in h.domains} == {"db1": "shutoff", "scratch": "running",
                                                       "web1": "running"}
     web1 = next(d for d in h.domains if d.name == "web1")
@@ -138,6 +139,31 @@ def test_killed_collect_leaves_nothing_that_looks_like_a_snapshot(tmp_path, sile
     assert not list(tmp_path.rglob("manifest.json"))
     with pytest.raises(Exception, match="no such snapshot directory"):
         load(out)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_collect_cleans_up_without_waiting_for_slow_hosts(tmp_path, silent_server,
+                                                                        sig):
+    out = tmp_path / "snap"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    p = subprocess.Popen([sys.executable, "-m", "planner", "collect", TESTNODE_URI,
+                          silent_server, "--out", str(out), "--timeout", "120"],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".snap.collecting-*/staging/*/host.json")):
+            assert time.monotonic() < deadline, "the first host was never staged"
+            time.sleep(0.1)
+        t0 = time.monotonic()
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert time.monotonic() - t0 < 15
+    # click turns the interrupt into Abort: "Error: aborted", exit 1.
+    assert p.returncode != 0 and b"Error: " in err and b"Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failing_writer_removes_the_partial_snapshot(tmp_path, monkeypatch):
@@ -217,3 +243,36 @@ def test_collect_from_a_hosts_file_maps_hostnames_through_the_template(tmp_path)
     assert r.returncode == 5, r.stderr
     names = {h["name"]: h["status"] for h in _manifest(out)["hosts"]}
     assert names["unreachable-a"] == "failed"
+
+
+class _Garbage:
+    """Fake connect: a host answering garbage.  A real libvirtd always returns
+    well-formed capabilities, so this cannot be shown with one."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def capabilities(self) -> str:
+        if "crash" in self.uri:
+            raise RuntimeError("binding bug")
+        return "<capabilities><host>"
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_host_answering_garbage_fails_alone(tmp_path):
+    def connect(uri):
+        return libvirt_conn(uri) if uri.startswith("test:") else _Garbage(uri)
+
+    from planner.virt import connect as libvirt_conn
+
+    res = collect([Target(TESTNODE_URI, "good"), Target("qemu+tcp://bad/system", "bad"),
+                   Target("qemu+tcp://crash/system", "crash")], tmp_path / "snap",
+                  connect=connect)
+    by = {h.name: h for h in res.hosts}
+    assert by["good"].status == "ok"
+    assert by["bad"].status == "failed" and "not well-formed XML" in (by["bad"].error or "")
+    assert by["crash"].status == "failed" and by["crash"].error == "RuntimeError: binding bug"
+    assert load(tmp_path / "snap").errors == (("bad", by["bad"].error),
+                                              ("crash", "RuntimeError: binding bug"))

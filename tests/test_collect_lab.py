@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,26 +13,7 @@ from planner.inventory import load
 
 pytestmark = pytest.mark.lab
 
-# This module's own lab (addresses and state apart from the default lab, so it
-# can run beside one): 127.0.0.20-22, state in /tmp/lab-collect.
-LAB_DIR = Path(os.environ.get("MIGPLAN_COLLECT_LAB_DIR", "/tmp/lab-collect"))
-FIRST_IP = 20
-UNREACHABLE = "qemu+tcp://127.0.0.250/system"
-
-
-@pytest.fixture(scope="session")
-def collect_lab():
-    if os.geteuid() != 0 or not shutil.which("libvirtd") or not shutil.which("virsh"):
-        pytest.skip("the lab needs root, libvirtd and virsh")
-    from planner.lab import Lab
-
-    lab = Lab(state_dir=LAB_DIR, hosts=3, guests=2, first_ip=FIRST_IP)
-    already = bool(lab.status()) and all(h.running for h in lab.status())
-    if not already:
-        lab.up()
-    yield lab
-    if not already:
-        lab.down()
+UNREACHABLE = "qemu+tcp://127.0.0.250/system"  # nothing listens there
 
 
 def virsh(uri: str, *args: str) -> str:
@@ -68,13 +47,12 @@ def _assert_host_equals_virsh(host_dir: Path, uri: str) -> None:
     assert facts["errors"] == {}
 
 
-def test_collect_from_3_lab_hosts_equals_what_virsh_reports(collect_lab, tmp_path):
+def test_collect_from_3_lab_hosts_equals_what_virsh_reports(lab, tmp_path):
     out = tmp_path / "snap"
-    r = run_cli("collect", "--lab", "--out", str(out),
-                env={"MIGPLAN_LAB_DIR": str(LAB_DIR)})
+    r = run_cli("collect", "--lab", "--out", str(out), env={"MIGPLAN_LAB_DIR": str(lab.state_dir)})
     assert r.returncode == 0, r.stderr
     man = json.loads((out / "manifest.json").read_text())
-    uris = collect_lab.uris()
+    uris = lab.uris()
     assert {h["name"]: h["uri"] for h in man["hosts"]} == uris
     for name, uri in uris.items():
         _assert_host_equals_virsh(out / "hosts" / name, uri)
@@ -87,10 +65,9 @@ def test_collect_from_3_lab_hosts_equals_what_virsh_reports(collect_lab, tmp_pat
         assert len(h.domains) == 2
 
 
-def test_one_unreachable_uri_among_lab_hosts_exits_5_and_the_others_are_intact(collect_lab,
-                                                                               tmp_path):
+def test_one_unreachable_uri_among_lab_hosts_exits_5_and_the_others_are_intact(lab, tmp_path):
     out = tmp_path / "snap"
-    uris = list(collect_lab.uris().values())
+    uris = list(lab.uris().values())
     r = run_cli("collect", *uris, UNREACHABLE, "--out", str(out), "--timeout", "60")
     assert r.returncode == 5, r.stderr
     man = json.loads((out / "manifest.json").read_text())

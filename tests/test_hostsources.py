@@ -84,6 +84,8 @@ def test_ini_children_groups_are_followed_recursively():
 def test_ini_all_is_every_host():
     got = parse_ansible_inventory(KOLLA_INI, "multinode", "all", TPL)
     assert len(got) == 5
+    with_vars = KOLLA_INI + "\n[all:vars]\nansible_python_interpreter=/usr/bin/python3\n"
+    assert parse_ansible_inventory(with_vars, "multinode", "all", TPL) == got
 
 
 def test_yaml_inventory_groups_children_and_ranges():

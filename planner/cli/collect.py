@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from planner.cli.output import emit, read_input, render_table
@@ -23,6 +25,10 @@ def _text(path: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a UTF-8 text file") from None
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _lab_targets() -> list[Target]:
@@ -99,6 +105,8 @@ def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory
             line += f" ({ev.detail})"
         click.echo(line, err=True)
 
+    # SIGTERM unwinds like Ctrl-C, so the half-written snapshot is removed.
+    signal.signal(signal.SIGTERM, _terminate)
     result = collect(targets, out, timeout=timeout, workers=workers, progress=progress)
     rows = [[h.name, h.status, h.guests, f"{h.duration:.2f}s",
              h.error or (f"{len(h.warnings)} reads failed, see manifest.json"

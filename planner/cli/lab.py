@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -26,12 +28,26 @@ def _render(statuses: list[HostStatus], fmt: str) -> str:
     return render_table(["host", "uri", "pid", "state", "guests"], rows)
 
 
+STATE_DIR_HELP = (f"Where the lab keeps everything (default ${STATE_DIR_ENV} or "
+                  f"{default_state_dir()}).")
+
+
+def state_dir_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--state-dir on the group and on each command (`lab up --state-dir D` reads naturally)."""
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value is not None:
+            ctx.ensure_object(dict)
+            ctx.obj["state_dir"] = value
+
+    return click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+                        expose_value=False, callback=remember, help=STATE_DIR_HELP)(f)
+
+
 @click.group("lab")
-@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
-              help=f"Where the lab keeps everything (default ${STATE_DIR_ENV} or "
-                   f"{default_state_dir()}).")
+@state_dir_option
 @click.pass_context
-def lab(ctx: click.Context, state_dir: str | None) -> None:
+def lab(ctx: click.Context) -> None:
     """Run a lab of real libvirt hosts on this machine (needs root).
 
     Each host is a libvirtd in its own mount namespace listening on
@@ -44,7 +60,7 @@ def lab(ctx: click.Context, state_dir: str | None) -> None:
       sudo migplan lab down
     """
     ctx.ensure_object(dict)
-    ctx.obj["state_dir"] = state_dir
+    ctx.obj.setdefault("state_dir", None)
 
 
 @lab.command("up")
@@ -54,10 +70,13 @@ def lab(ctx: click.Context, state_dir: str | None) -> None:
               help="Guests started on each new host (default 2).")
 @click.option("--first-ip", type=click.IntRange(1, 254), default=None,
               help="Last octet of the first host's address, 127.0.0.N (default 2).")
+@click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto",
+              show_default=True, help="Guests' accelerator: auto is KVM when /dev/kvm works.")
 @format_option("table", "json")
+@state_dir_option
 @click.pass_context
 def up(ctx: click.Context, hosts: int | None, guests: int | None, first_ip: int | None,
-       fmt: str) -> None:
+       accel: str, fmt: str) -> None:
     """Start the lab's hosts and their guests; hosts already running are kept.
 
     Guests cycle through shapes (128-256 MiB, 1-2 vCPUs, host-model or kvm64
@@ -70,7 +89,8 @@ def up(ctx: click.Context, hosts: int | None, guests: int | None, first_ip: int 
       virsh -c qemu+tcp://127.0.0.2/system list --all
     """
     t0 = time.monotonic()
-    the_lab = Lab(ctx.obj["state_dir"], hosts=hosts, guests=guests, first_ip=first_ip)
+    the_lab = Lab(ctx.obj["state_dir"], hosts=hosts, guests=guests, first_ip=first_ip,
+                  accel=None if accel == "auto" else accel)
     statuses = the_lab.up(progress=_progress)
     _progress(f"lab up in {time.monotonic() - t0:.1f} s ({the_lab.state_dir})")
     emit(_render(statuses, fmt))
@@ -78,6 +98,7 @@ def up(ctx: click.Context, hosts: int | None, guests: int | None, first_ip: int 
 
 @lab.command("status")
 @format_option("table", "json")
+@state_dir_option
 @click.pass_context
 def status(ctx: click.Context, fmt: str) -> None:
     """Show each lab host: address, URI, libvirtd pid, running or not, guests.
@@ -99,6 +120,7 @@ def status(ctx: click.Context, fmt: str) -> None:
 
 
 @lab.command("down")
+@state_dir_option
 @click.pass_context
 def down(ctx: click.Context) -> None:
     """Destroy the guests, stop every lab daemon and QEMU, remove the lab's state.
