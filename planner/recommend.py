@@ -307,34 +307,75 @@ def _why_not_host_model(classes: Sequence[CpuClass], cat: Catalog) -> str:
 
 def _what_if(classes: Sequence[CpuClass], cat: Catalog, gmask: int,
              policy: Policy) -> tuple[WhatIf, ...]:
-    """Which CPU generation, retired or split off, raises the baseline most."""
+    """Which CPU generations, retired or split off, raise the baseline most.
+
+    First each host CPU model alone (most features gained first), then a
+    greedy sequence: retire the model whose removal gains most, then the next
+    one, ... (up to 3 models), since an older generation often hides behind
+    the oldest one.
+    """
     groups: dict[str, list[CpuClass]] = {}
     for c in classes:
         groups.setdefault(c.label, []).append(c)
     if len(groups) < 2:
         return ()
-    out: list[WhatIf] = []
-    for label, members in groups.items():
-        rest = [c for c in classes if c.label != label]
-        try:
-            nb = baseline([c.cpu for c in rest], cat)
-        except CpuError:
-            continue
-        assert nb.model is not None
-        ncpu = guest_cpu_for(nb.model, nova_flags(nb, cat, offered_mask(rest, cat),
-                                                  policy.expose_nested))
-        nmask = _guest_mask(ncpu, cat)
-        gained = tuple(f.name for f in cat.features
-                       if f.mask & ~nmask == 0 and f.mask & ~gmask != 0)
-        if not gained:
-            continue
-        hosts = tuple(h for c in members for h in c.hosts)
-        out.append(WhatIf(hosts, label, nb.model, gained, (
-            f"retire {len(hosts)} {label} host{'s' if len(hosts) != 1 else ''} (or split "
-            f"{'them' if len(hosts) != 1 else 'it'} into an aggregate of their own) -> "
-            f"{nb.model}, gaining {_short(gained)}")))
-    out.sort(key=lambda w: (-len(w.gained), len(w.hosts), w.cpu_model))
-    return tuple(out)
+    memo: dict[frozenset[str], tuple[str, tuple[str, ...]] | None] = {}
+
+    def gain(removed: frozenset[str]) -> tuple[str, tuple[str, ...]] | None:
+        if removed not in memo:
+            rest = [c for c in classes if c.label not in removed]
+            try:
+                nb = baseline([c.cpu for c in rest], cat)
+            except CpuError:
+                memo[removed] = None
+                return None
+            assert nb.model is not None
+            ncpu = guest_cpu_for(nb.model, nova_flags(nb, cat, offered_mask(rest, cat),
+                                                      policy.expose_nested))
+            nmask = _guest_mask(ncpu, cat)
+            memo[removed] = (nb.model, tuple(f.name for f in cat.features
+                                             if f.mask & ~nmask == 0 and f.mask & ~gmask != 0))
+        return memo[removed]
+
+    def what_if(labels: Sequence[str], model: str, gained: tuple[str, ...]) -> WhatIf:
+        hosts = tuple(h for lb in labels for c in groups[lb] for h in c.hosts)
+        n = len(hosts)
+        who = f"{n} {labels[0]} host{'s' if n != 1 else ''}" if len(labels) == 1 else \
+            f"{n} hosts (" + ", ".join(
+                f"{sum(len(c.hosts) for c in groups[lb])} {lb}" for lb in labels) + ")"
+        return WhatIf(hosts, " + ".join(labels), model, gained, (
+            f"retire {who} (or split {'them' if n != 1 else 'it'} into an aggregate of "
+            f"their own) -> {model}, gaining {_short(gained)}"))
+
+    singles: list[WhatIf] = []
+    for label in groups:
+        g = gain(frozenset([label]))
+        if g is not None and g[1]:
+            singles.append(what_if([label], *g))
+    singles.sort(key=lambda w: (-len(w.gained), len(w.hosts), w.cpu_model))
+
+    steps: list[WhatIf] = []
+    removed: list[str] = []
+    best_so_far = 0
+    while len(removed) < min(3, len(groups) - 1):
+        cands = []
+        for label in groups:
+            if label in removed:
+                continue
+            g = gain(frozenset([*removed, label]))
+            if g is not None:
+                n = sum(len(c.hosts) for c in groups[label])
+                cands.append((-len(g[1]), n, label, g))
+        if not cands:
+            break
+        neg, _, label, g = min(cands)
+        if -neg <= best_so_far:
+            break
+        best_so_far = -neg
+        removed.append(label)
+        if len(removed) >= 2:
+            steps.append(what_if(list(removed), *g))
+    return tuple(singles + steps)
 
 
 def _short(names: Sequence[str], limit: int = 8) -> str:

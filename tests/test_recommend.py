@@ -215,3 +215,17 @@ def test_fixture_recommendation_equals_libvirt_baseline(conn, scenario):
         assert caps  # the hosts' own files are what an operator would feed virsh
         expected = parse_cpu_file(conn.baselineCPU(cpus_xml, 0).encode(), "lv", "guest")[0].model
         assert rec.cpu_models[0] == expected
+
+
+def test_what_if_also_retires_generations_cumulatively():
+    hosts = [host("b1", "broadwell"), host("s1", "skylake"), host("c1", "cascadelake"),
+             host("i1", "icelake")]
+    rec = recommend(hosts, CAT)
+    steps = [w for w in rec.what_if if "+" in w.cpu_model]
+    assert steps, rec.what_if
+    first = steps[0]
+    assert first.hosts[0] == "b1" and len(first.hosts) == 2
+    assert first.new_model == recommend([h for h in hosts if h.name not in first.hosts],
+                                        CAT).cpu_models[0]
+    single = next(w for w in rec.what_if if w.hosts == ("b1",))
+    assert set(single.gained) < set(first.gained)
