@@ -1,6 +1,11 @@
 """Benchmark: `migplan recommend` on a 10,000-host / 100,000-guest inventory built in memory.
 
 Run:  PYTHONPATH=. python benchmarks/bench_recommend.py [--hosts N] [--guests-per-host K]
+      PYTHONPATH=. python benchmarks/bench_recommend.py --snapshot-hosts N
+
+``--snapshot-hosts N`` instead writes a snapshot directory of N hosts (the hosts
+of fixtures/mixed-intel-generations, hard-linked round-robin) and times
+``planner.inventory.load`` + recommend end to end, as ``migplan recommend`` runs.
 
 Hosts: five CPU generations x two QEMU/libvirt versions (real host CPUs from
 the example cluster plus one from libvirt's test data), free memory varying
@@ -67,6 +72,42 @@ def build(n_hosts: int, per_host: int) -> Inventory:
     return Inventory(hosts=tuple(hosts), source=f"in-memory {n_hosts} hosts")
 
 
+def snapshot_run(n: int) -> None:
+    import os
+    import tempfile
+
+    from planner.inventory import load
+
+    src = Path(__file__).resolve().parent.parent / "fixtures" / "mixed-intel-generations"
+    man = json.loads((src / "manifest.json").read_text())
+    proto = man["hosts"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        hosts = []
+        for i in range(n):
+            p = proto[i % len(proto)]
+            name = f"cn{i:05d}"
+            d = root / "hosts" / name
+            for f in (src / p["dir"]).rglob("*"):
+                t = d / f.relative_to(src / p["dir"])
+                if f.is_dir():
+                    t.mkdir(parents=True, exist_ok=True)
+                else:
+                    t.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(f, t)
+            hosts.append({**p, "name": name, "dir": f"hosts/{name}"})
+        (root / "manifest.json").write_text(json.dumps({**man, "hosts": hosts}))
+        t0 = time.perf_counter()
+        inv = load(root)
+        t1 = time.perf_counter()
+        print(f"load: {len(inv.hosts)} hosts, {sum(len(h.domains) for h in inv.hosts)} guests "
+              f"in {t1 - t0:.2f} s")
+        rep = build_report(inv, default_catalog())
+        json.dumps(report_json(rep, "auto"))
+        t2 = time.perf_counter()
+        print(f"recommend + JSON: {t2 - t1:.2f} s; total {t2 - t0:.2f} s; peak RSS {rss_mib():.0f} MiB")
+
+
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -75,7 +116,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hosts", type=int, default=10_000)
     ap.add_argument("--guests-per-host", type=int, default=10)
+    ap.add_argument("--snapshot-hosts", type=int, default=0)
     args = ap.parse_args()
+    if args.snapshot_hosts:
+        snapshot_run(args.snapshot_hosts)
+        return
     cat = default_catalog()
     t0 = time.perf_counter()
     inv = build(args.hosts, args.guests_per_host)
