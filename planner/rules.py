@@ -478,6 +478,7 @@ def _disk_locality(d: Disk, src: Host) -> bool | None:
 def local_storage(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Verdict:
     r = "local-storage"
     local: list[Disk] = []
+    media: list[Disk] = []  # read-only images: not copied, must exist on the destination
     unknown: list[Disk] = []
     for d in g.disks:
         if d.device == "cdrom" and d.source is None:
@@ -485,13 +486,19 @@ def local_storage(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> V
         loc = _disk_locality(d, src)
         if loc is None:
             unknown.append(d)
+        elif loc and (d.readonly or d.device in ("cdrom", "floppy")):
+            media.append(d)
         elif loc:
             local.append(d)
     if unknown:
         return _v(r, UNKNOWN, "unknown",
                   f"cannot tell whether {', '.join(d.target for d in unknown)} of {g.name} are on "
                   f"shared storage ({src.name}: storage pools not in the snapshot or pool type unknown)")
+    need_media = (f"; read-only {', '.join(f'{d.target} ({d.source})' for d in media)} must "
+                  f"exist at the same path on {dst.name}") if media else ""
     if not local:
+        if media:
+            return _v(r, WARN, "media", need_media[2:].capitalize())
         return _v(r, OK, "shared", "all disks on shared or network storage")
     sizes = [d.size_bytes for d in local]
     total = sum(s for s in sizes if s is not None)
@@ -502,8 +509,9 @@ def local_storage(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> V
     if not p.allow_block_migration:
         return _v(r, BLOCKED, "local",
                   f"{g.name} has local disks {disks}; block migration is not allowed by policy")
+    # libvirt copies writable local disks (--copy-storage-all) while the guest runs.
     return _v(r, WARN, "block-migration",
-              f"{g.name} has local disks {disks}: block migration copies {size_txt}")
+              f"{g.name} has local disks {disks}: block migration copies {size_txt}{need_media}")
 
 
 def hostdev(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Verdict:

@@ -12,7 +12,16 @@ from planner.cpu.cpudef import CpuFeature
 from planner.cpu.engine import compare
 from planner.model import Disk, HostDev, NumaCell, PageSize, StoragePool
 from planner.rules import BLOCKED, OK, UNKNOWN, WARN, Policy
-from tests.builders import GIB, HOST_MODEL, PASSTHROUGH, custom_cpu, guest, host, with_signature
+from tests.builders import (
+    GIB,
+    HOST_MODEL,
+    PASSTHROUGH,
+    RBD_DISK,
+    custom_cpu,
+    guest,
+    host,
+    with_signature,
+)
 
 CAT = default_catalog()
 P = Policy()
@@ -267,6 +276,13 @@ def test_local_disks_warn_with_the_bytes_to_copy():
     v = run(rules.local_storage, guest("g", disks=disks))
     assert (v.status, v.code) == (WARN, "local-storage.block-migration")
     assert str(11 * 2**30) in v.message
+
+
+def test_local_read_only_media_must_exist_on_the_destination():
+    disks = (RBD_DISK, Disk("sda", "cdrom", "file", "/srv/iso/install.iso", readonly=True))
+    v = run(rules.local_storage, guest("g", disks=disks))
+    assert (v.status, v.code) == (WARN, "local-storage.media")
+    assert "/srv/iso/install.iso" in v.message and "same path" in v.message
 
 
 def test_local_disks_block_when_policy_forbids_block_migration():
