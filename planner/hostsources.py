@@ -257,6 +257,8 @@ def parse_ansible_inventory(text: str, source: str, group: str,
     out = []
     for h in names:
         addr = str(all_hosts.get(h, {}).get("ansible_host") or h)
+        if ":" in addr and not addr.startswith("["):
+            addr = f"[{addr}]"  # an IPv6 address in a URI
         out.append(Target(uri_for(quote(addr, safe=":[]"), template, h), h))
     return out
 

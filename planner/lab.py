@@ -141,9 +141,11 @@ class Lab:
     """N real libvirt hosts on 127.0.0.first_ip … 127.0.0.(first_ip+hosts-1).
 
     ``up()`` starts what is not running (idempotent), ``status()`` reports,
-    ``down()`` stops everything the lab started and removes its state.  A lab
-    already recorded in ``state_dir`` keeps its recorded size and addresses
-    unless ``hosts``/``first_ip`` are given explicitly.
+    ``down()`` stops everything the lab started and removes its state.  The lab is
+    recorded in ``state_dir/lab.json``: ``status()`` and ``down()`` follow that record
+    (so ``Lab(state_dir)`` alone reaches a running lab), ``up()`` starts what it was
+    asked for, defaulting to the record, then to 3 hosts x 2 guests from 127.0.0.2.
+    ``uris()`` maps host names (lab1, lab2, ...) to ``qemu+tcp://127.0.0.N/system``.
     """
 
     def __init__(self, state_dir: Path | str | None = None, hosts: int | None = None,
@@ -151,14 +153,31 @@ class Lab:
                  accel: str | None = None) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.state_dir = self.state_dir.absolute()
-        recorded = self._read_state()
-        self.recorded = recorded
-        self.n_hosts = hosts if hosts is not None else int(recorded.get("hosts_count", 3))
-        self.n_guests = guests if guests is not None else int(recorded.get("guests", 2))
-        self.first_ip = first_ip if first_ip is not None else int(recorded.get("first_ip", 2))
         if accel not in (None, "kvm", "tcg"):
             raise LabError(f"unknown accelerator {accel!r}: use kvm or tcg")
-        self._accel = accel
+        self._explicit = {"hosts_count": hosts, "guests": guests, "first_ip": first_ip,
+                          "accel": accel}
+        self._configure(prefer_recorded=False)
+
+    def _configure(self, prefer_recorded: bool) -> None:
+        """Size and addresses: the recorded lab's, or the explicit ones, or the defaults.
+
+        ``status``/``down`` prefer what is recorded (what really runs); ``up`` prefers what
+        it was asked for (and refuses a conflict with what runs).
+        """
+        rec = self.recorded = self._read_state()
+        defaults: dict[str, Any] = {"hosts_count": 3, "guests": 2, "first_ip": 2, "accel": None}
+        value: dict[str, Any] = {}
+        for key, default in defaults.items():
+            explicit = self._explicit[key]
+            if (prefer_recorded or explicit is None) and rec.get(key) is not None:
+                value[key] = rec[key]
+            else:
+                value[key] = explicit if explicit is not None else default
+        self.n_hosts = int(value["hosts_count"])
+        self.n_guests = int(value["guests"])
+        self.first_ip = int(value["first_ip"])
+        self._accel = value["accel"]
         if self.n_hosts < 1:
             raise LabError("a lab needs at least 1 host")
         if self.n_guests < 0:
@@ -191,8 +210,8 @@ class Lab:
     @property
     def accel(self) -> str:
         if self._accel is None:
-            self._accel = str(self.recorded.get("accel") or ("kvm" if kvm_usable() else "tcg"))
-        return self._accel
+            self._accel = "kvm" if kvm_usable() else "tcg"
+        return str(self._accel)
 
     def guest_names(self, host: LabHost) -> list[str]:
         return [f"{host.name}-vm{j}" for j in range(1, self.n_guests + 1)]
@@ -209,6 +228,7 @@ class Lab:
         require_root("start the lab")
         check_tools()
         with self._locked():
+            self._configure(prefer_recorded=False)
             self._check_size_against_running()
             started: list[LabHost] = []
             try:
@@ -248,7 +268,7 @@ class Lab:
 
         Empty when no lab was ever brought up in the state directory (or after down()).
         """
-        self.recorded = self._read_state()  # another process may have brought it up or down
+        self._configure(prefer_recorded=True)  # another process may have brought it up or down
         if not self.recorded:
             return []
         out = []
@@ -266,6 +286,7 @@ class Lab:
         say = progress or (lambda _msg: None)
         require_root("stop the lab")
         with self._locked():
+            self._configure(prefer_recorded=True)
             hosts = [h for h in self._known_hosts() if h.dir.exists()]
             if not hosts and not self.recorded:
                 say(f"no lab in {self.state_dir}")

@@ -155,6 +155,9 @@ def _host_cpu(el: Any, source: str, cache: CpuCache | None) -> CpuDef:
     return parse_cpu_element(el, "host", source)
 
 
+_CELL_CPU_IDS: Any = etree.XPath("cpus/cpu/@id")
+
+
 def _cells(root: Any, source: str, facts: Mapping[str, Any] | None) -> tuple[NumaCell, ...]:
     free_mem: dict[int, int] = {}
     free_pages: dict[int, dict[int, int]] = {}
@@ -169,7 +172,7 @@ def _cells(root: Any, source: str, facts: Mapping[str, Any] | None) -> tuple[Num
         mem_el = c.find("memory")
         memory = _kib(mem_el, source, "cell memory") if mem_el is not None else None
         try:  # the hot loop of a large load: plain int() on thousands of ids
-            cpus = tuple(int(x.get("id")) for x in c.findall("cpus/cpu"))
+            cpus = tuple(map(int, _CELL_CPU_IDS(c)))
         except (TypeError, ValueError):
             raise InputError(f"{source}: invalid cpu id in NUMA cell {cid}") from None
         pages = []

@@ -102,6 +102,11 @@ def test_yaml_inventory_groups_children_and_ranges():
     assert len(parse_ansible_inventory(XAVS_YAML, "i", "all", TPL)) == 5
 
 
+def test_ipv6_ansible_hosts_are_bracketed_in_uris():
+    got = parse_ansible_inventory("[compute]\ncn1 ansible_host=fd00::11\n", "inv", "compute", TPL)
+    assert got == [Target("qemu+ssh://root@[fd00::11]/system", "cn1")]
+
+
 def test_unknown_group_names_the_known_ones():
     with pytest.raises(InputError, match="no group 'computes'.*compute, control"):
         parse_ansible_inventory(KOLLA_INI, "multinode", "computes", TPL)

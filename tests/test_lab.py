@@ -270,31 +270,54 @@ def test_a_lab_guest_live_migrates_between_two_lab_hosts(lab):
 # ---- a lab of its own, stopped by the test ----------------------------------------------------------
 
 
+def qemu_pids(state: Path) -> set[int]:
+    return {int(p.split(":")[0]) for p in lab_processes(state) if "qemu-system" in p}
+
+
 @pytest.mark.lab
 @needs_lab
-def test_down_leaves_no_process_mount_or_live_state_even_after_a_daemon_died(tmp_path):
+def test_lab_grows_restarts_a_dead_host_and_goes_down_without_leftovers(tmp_path):
     state = tmp_path / "state"
-    lab = Lab(state, hosts=2, guests=2, first_ip=OWN_LAB_IP)
-    try:
-        r = run_cli("lab", "up", "--state-dir", str(state), "--hosts", "2", "--guests", "2",
-                    "--first-ip", str(OWN_LAB_IP))
+    lab = Lab(state)
+
+    def up(*args: str) -> None:
+        r = run_cli("lab", "up", "--state-dir", str(state), "--guests", "2",
+                    "--first-ip", str(OWN_LAB_IP), *args)
         assert r.returncode == 0, r.stderr
+
+    try:
+        up("--hosts", "1")
+        (lab1,) = lab.status()
+        up("--hosts", "2")  # grows: lab1 kept, lab2 started
         hosts = lab.status()
+        assert hosts[0] == lab1
         assert [len(h.guests) for h in hosts] == [2, 2] and all(h.running for h in hosts)
-        assert len([p for p in lab_processes(state) if "qemu-system" in p]) == 4
+        assert len(qemu_pids(state)) == 4
         assert {h.pid for h in hosts} <= set(labmod.pids_seeing_mounts_from(state))
-        # lab2's daemon dies and leaves its QEMU processes behind: down must find them too
+
+        # lab2's daemon dies and leaves its QEMU processes behind
         os.kill(hosts[1].pid, signal.SIGKILL)
         labmod.kill_and_wait(hosts[1].pid)
-        assert len([p for p in lab_processes(state) if "qemu-system" in p]) == 4
+        assert [h.running for h in lab.status()] == [True, False]
+        orphans = qemu_pids(state)
+        assert len(orphans) == 4
+
+        up()  # restarts lab2 from scratch, sweeping its orphans; lab1 untouched
+        again = lab.status()
+        assert again[0] == lab1 and again[1].running and len(again[1].guests) == 2
+        assert len(qemu_pids(state)) == 4 and len(qemu_pids(state) & orphans) == 2
+
+        # and once more, so that down meets orphans too
+        os.kill(again[1].pid, signal.SIGKILL)
+        labmod.kill_and_wait(again[1].pid)
     finally:
         r = run_cli("lab", "down", "--state-dir", str(state))
     assert r.returncode == 0, r.stderr
-    assert not any(labmod.pid_alive(h.pid) for h in hosts)
+    assert not any(labmod.pid_alive(h.pid) for h in again)
     assert lab_processes(state) == []
     assert labmod.pids_seeing_mounts_from(state) == []
     assert not (state / "lab.json").exists() and not (state / "hosts").exists()
     assert Lab(state).status() == []
-    for h in hosts:
+    for h in again:
         with socket.socket() as s:
             assert s.connect_ex((h.address, labmod.LIBVIRTD_PORT)) != 0
