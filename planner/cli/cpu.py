@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from planner.catalogs import load_catalog
-from planner.cli.output import emit, format_option, read_input, render_csv, render_json, render_table
+from planner.cli.output import (
+    emit,
+    format_option,
+    read_input,
+    render_csv,
+    render_json,
+    render_table,
+)
 from planner.cpu.engine import baseline, compare
 from planner.cpu.parse import parse_cpu_file
 from planner.cpu.render import baseline_to_json, cpu_to_xml
@@ -76,7 +85,7 @@ def cpu_compare(host_file: str, cpu_file: str, fmt: str, cpu_map: str | None) ->
     hosts = parse_cpu_file(read_input(host_file), host_file, "auto")
     guest_cpus = parse_cpu_file(read_input(cpu_file), cpu_file, "auto")
     guest = guest_cpus[0]
-    rows = []
+    rows: list[dict[str, Any]] = []
     worst = 0
     for i, h in enumerate(hosts, start=1):
         res = compare(h, guest, cat)

@@ -251,7 +251,10 @@ def baseline(
 
     names: list[str] = [first.model] if first.model else []
     seen_keys: set[tuple[object, ...]] = set()
-    for c in cpus[1:]:
+    # The parser hands out one object per distinct <cpu>: skipping repeats by
+    # identity first keeps 100,000 hosts from hashing 100,000 feature lists.
+    unique = list({id(c): c for c in cpus[1:]}.values())
+    for c in unique:
         k = c.key()
         if k in seen_keys:
             continue  # identical to a CPU already folded in: same bits, same checks

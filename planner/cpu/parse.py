@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from lxml import etree
+
 from planner.cpu.cpudef import MATCHES, MODES, POLICIES, CpuDef, CpuFeature
 from planner.errors import InputError
-from planner.xmlsafe import parse_concatenated
+from planner.xmlsafe import parse_concatenated_chunks, parse_concatenated_unique
 
 # The same places virsh's cpu-baseline/cpu-compare look (tools/virsh-host.c).
 CPU_XPATH = (
@@ -28,23 +30,59 @@ def _err(source: str, msg: str) -> InputError:
     return InputError(f"{source}: {msg}" if source else msg)
 
 
+def _xpath_cpus(root: Any) -> list[Any]:
+    found = root.xpath(CPU_XPATH)
+    return list(found)
+
+
+def _no_cpu(source: str) -> InputError:
+    return _err(
+        source,
+        "does not contain any <cpu> element or valid domain XML, host capabilities XML, "
+        "or domain capabilities XML",
+    )
+
+
 def cpu_elements(data: bytes, source: str) -> list[Any]:
     """All CPU elements in a (possibly concatenated) file, in document order."""
-    root = parse_concatenated(data, source)
-    nodes = root.xpath(CPU_XPATH)
+    nodes: list[Any] = []
+    for root in parse_concatenated_chunks(data, source):
+        nodes.extend(_xpath_cpus(root))
     if not nodes:
-        raise _err(
-            source,
-            "does not contain any <cpu> element or valid domain XML, host capabilities XML, "
-            "or domain capabilities XML",
-        )
-    return list(nodes)
+        raise _no_cpu(source)
+    return nodes
 
 
 def parse_cpu_file(data: bytes, source: str, cpu_type: str = "host") -> list[CpuDef]:
-    """Parse every CPU in a file; ``cpu_type`` as libvirt's parser: host, guest or auto."""
-    nodes = cpu_elements(data, source)
-    return [parse_cpu_element(n, cpu_type, f"{source}: CPU #{i + 1}") for i, n in enumerate(nodes)]
+    """Parse every CPU in a file; ``cpu_type`` as libvirt's parser: host, guest or auto.
+
+    A cluster has thousands of hosts and a handful of distinct CPUs, so
+    identical ``<cpu>`` elements (same serialisation) are parsed once and the
+    list holds the same ``CpuDef`` object for each of them: the first
+    occurrence errors first anyway, as the parse is a function of the bytes.
+    Repeated documents are even parsed once (``parse_concatenated_unique``):
+    100,000 hosts cost about what their distinct CPUs cost.
+    """
+    roots, sequence = parse_concatenated_unique(data, source)
+    parsed: dict[bytes, CpuDef] = {}
+    per_root: list[list[CpuDef] | None] = [None] * len(roots)
+    out: list[CpuDef] = []
+    for r in sequence:
+        cpus = per_root[r]
+        if cpus is None:
+            cpus = per_root[r] = []
+            for n in _xpath_cpus(roots[r]):
+                key = etree.tostring(n, with_tail=False)
+                cpu = parsed.get(key)
+                if cpu is None:
+                    # Numbered as in the file: the first occurrence errors first.
+                    label = f"{source}: CPU #{len(out) + len(cpus) + 1}"
+                    cpu = parsed[key] = parse_cpu_element(n, cpu_type, label)
+                cpus.append(cpu)
+        out.extend(cpus)
+    if not out:
+        raise _no_cpu(source)
+    return out
 
 
 def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
