@@ -17,15 +17,16 @@ from planner.cpu.engine import baseline, compare
 from planner.cpu.parse import cpu_elements, parse_cpu_element
 from planner.cpu.render import cpu_to_xml
 from planner.errors import MigplanError
-from planner.xmlsafe import parse_document
 
 
 def mp_baseline(xmls: Iterable[str], cat: Catalog, *, expand: bool = False,
                 migratable: bool = False) -> Answer:
     """What ``migplan cpu-baseline`` prints for these host <cpu> elements."""
     try:
-        cpus = [parse_cpu_element(parse_document(x.encode(), f"CPU #{i}"), "host", f"CPU #{i}")
-                for i, x in enumerate(xmls, start=1)]
+        # As the CLI reads each file: the <cpu> elements virsh would find.
+        cpus = [parse_cpu_element(el, "host", f"CPU #{i}")
+                for i, x in enumerate(xmls, start=1)
+                for el in cpu_elements(x.encode(), f"CPU #{i}")]
         return Answer(text=cpu_to_xml(baseline(cpus, cat, expand=expand,
                                                migratable=migratable)))
     except MigplanError as err:
@@ -43,7 +44,7 @@ class MpCompare:
 def mp_compare(host_xml: str, cpu_doc: str, cat: Catalog) -> MpCompare:
     """What ``migplan cpu-compare`` answers for one host and the first CPU of ``cpu_doc``."""
     try:
-        host = parse_cpu_element(parse_document(host_xml.encode(), "host"), "host", "host")
+        host = parse_cpu_element(cpu_elements(host_xml.encode(), "host")[0], "host", "host")
         el = cpu_elements(cpu_doc.encode(), "cpu")[0]
         cpu = parse_cpu_element(el, "auto", "cpu")
         res = compare(host, cpu, cat)

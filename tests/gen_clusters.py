@@ -284,3 +284,100 @@ def gen_compare_pair(seed: int, cat: Catalog) -> ComparePair:
     host = host_cpu_xml(host_model.name, vendor, host_feats, rng=rng)
     guest = guest_cpu_xml(rng, cat, host_model, host_feats, kind)
     return ComparePair(seed, kind, host, domain_xml(rng, guest), guest)
+
+
+# -- malformed CPU XML: every check of virCPUDefParseXML --------------------
+_H = "<arch>x86_64</arch><model>Haswell</model><vendor>Intel</vendor>"
+
+#: Host <cpu> elements libvirt's parser has an opinion on (most refuse).
+MALFORMED_HOSTS: dict[str, str] = {
+    "no-arch": "<cpu><model>Haswell</model><vendor>Intel</vendor></cpu>",
+    "empty-arch": "<cpu><arch></arch><model>Haswell</model></cpu>",
+    "unknown-arch": "<cpu><arch>sparc9</arch><model>Haswell</model></cpu>",
+    "no-model": "<cpu><arch>x86_64</arch><vendor>Intel</vendor></cpu>",
+    "empty-model": "<cpu><arch>x86_64</arch><model></model><vendor>Intel</vendor></cpu>",
+    "unknown-vendor": "<cpu><arch>x86_64</arch><model>Haswell</model><vendor>Zhaoxin</vendor></cpu>",
+    "unknown-vendor-vendorless-model":
+        "<cpu><arch>x86_64</arch><model>qemu64</model><vendor>Zhaoxin</vendor></cpu>",
+    "mode-on-host": "<cpu mode='custom'><arch>x86_64</arch><model>Haswell</model></cpu>",
+    "migratable-on-host": "<cpu migratable='on'><arch>x86_64</arch><model>Haswell</model></cpu>",
+    "feature-without-name": f"<cpu>{_H}<feature/></cpu>",
+    "feature-empty-name": f"<cpu>{_H}<feature name=''/></cpu>",
+    "policy-ignored-on-host": f"<cpu>{_H}<feature policy='disable' name='vmx'/></cpu>",
+    "bad-policy-ignored-on-host": f"<cpu>{_H}<feature policy='bogus' name='vmx'/></cpu>",
+    "duplicate-feature": f"<cpu>{_H}<feature name='vmx'/><feature name='vmx'/></cpu>",
+    "signature-not-a-number": f"<cpu>{_H}<signature family='x' model='1' stepping='1'/></cpu>",
+    "signature-family-zero": f"<cpu>{_H}<signature family='0' model='1' stepping='1'/></cpu>",
+    "signature-incomplete": f"<cpu>{_H}<signature family='6' model='1'/></cpu>",
+    "microcode-not-a-number": f"<cpu>{_H}<microcode version='x'/></cpu>",
+    "microcode-negative": f"<cpu>{_H}<microcode version='-1'/></cpu>",
+    "counter-without-frequency": f"<cpu>{_H}<counter name='tsc' scaling='yes'/></cpu>",
+    "counter-bad-frequency": f"<cpu>{_H}<counter name='tsc' frequency='abc'/></cpu>",
+    "counter-bad-scaling": f"<cpu>{_H}<counter name='tsc' frequency='1' scaling='maybe'/></cpu>",
+    "counter-not-tsc": f"<cpu>{_H}<counter name='other' frequency='x'/></cpu>",
+    "topology-zero": f"<cpu>{_H}<topology sockets='0' cores='1' threads='1'/></cpu>",
+    "topology-negative": f"<cpu>{_H}<topology sockets='-1' cores='1' threads='1'/></cpu>",
+    "topology-plus-blank": f"<cpu>{_H}<topology sockets=' +2' cores='1' threads='1'/></cpu>",
+    "topology-trailing-blank": f"<cpu>{_H}<topology sockets='2 ' cores='1' threads='1'/></cpu>",
+    "topology-hex": f"<cpu>{_H}<topology sockets='0x2' cores='1' threads='1'/></cpu>",
+    "topology-overflow":
+        f"<cpu>{_H}<topology sockets='4294967296' cores='1' threads='1'/></cpu>",
+    "topology-dies-zero": f"<cpu>{_H}<topology sockets='1' dies='0' cores='1' threads='1'/></cpu>",
+    "topology-no-sockets": f"<cpu>{_H}<topology cores='1' threads='1'/></cpu>",
+    "cache-level": f"<cpu>{_H}<cache level='9' mode='emulate'/></cpu>",
+    "cache-level-negative": f"<cpu>{_H}<cache level='-1' mode='emulate'/></cpu>",
+    "cache-level-text": f"<cpu>{_H}<cache level='x' mode='emulate'/></cpu>",
+    "cache-mode": f"<cpu>{_H}<cache mode='bogus'/></cpu>",
+    "cache-no-mode": f"<cpu>{_H}<cache level='2'/></cpu>",
+    "cache-twice": f"<cpu>{_H}<cache mode='emulate'/><cache mode='emulate'/></cpu>",
+    "maxphysaddr-mode": f"<cpu>{_H}<maxphysaddr mode='bogus'/></cpu>",
+    "maxphysaddr-no-mode": f"<cpu>{_H}<maxphysaddr bits='3'/></cpu>",
+    "maxphysaddr-bits": f"<cpu>{_H}<maxphysaddr mode='emulate' bits='-3'/></cpu>",
+    "fallback-ignored-on-host": "<cpu><arch>x86_64</arch><model fallback='bogus'>Haswell</model></cpu>",
+    "features-without-model": "<cpu><arch>x86_64</arch><feature name='vmx'/></cpu>",
+    "two-models": "<cpu><arch>x86_64</arch><model>Haswell</model><model>Broadwell</model></cpu>",
+    "not-a-cpu": "<host><arch>x86_64</arch><model>Haswell</model></host>",
+}
+
+#: Guest <cpu> elements (domain XML) for compare.
+MALFORMED_GUESTS: dict[str, str] = {
+    "bad-check": "<cpu mode='custom' match='exact' check='bogus'><model>Haswell</model></cpu>",
+    "check-default": "<cpu check='default'><model>Haswell</model></cpu>",
+    "bad-match": "<cpu match='bogus'><model>Haswell</model></cpu>",
+    "empty-match": "<cpu match=''><model>Haswell</model></cpu>",
+    "bad-mode": "<cpu mode='bogus'><model>Haswell</model></cpu>",
+    "migratable-on-custom": "<cpu migratable='on'><model>Haswell</model></cpu>",
+    "bad-migratable": "<cpu mode='host-passthrough' migratable='maybe'/>",
+    "migratable-absent": "<cpu mode='host-passthrough' migratable='absent'/>",
+    "passthrough-migratable": "<cpu mode='host-passthrough' migratable='on'/>",
+    "arch-with-match": "<cpu match='exact'><arch>x86_64</arch><model>Haswell</model></cpu>",
+    "arch-with-mode": "<cpu mode='custom'><arch>x86_64</arch><model>Haswell</model></cpu>",
+    "features-without-model": "<cpu><feature policy='require' name='vmx'/></cpu>",
+    "host-model-features": "<cpu mode='host-model'><feature policy='require' name='vmx'/></cpu>",
+    "passthrough-model": "<cpu mode='host-passthrough'><model>Haswell</model></cpu>",
+    "vendor-without-model": "<cpu><vendor>Intel</vendor></cpu>",
+    "bad-policy": "<cpu><model>Haswell</model><feature policy='bogus' name='vmx'/></cpu>",
+    "feature-without-name": "<cpu><model>Haswell</model><feature policy='require'/></cpu>",
+    "duplicate-feature": "<cpu><model>Haswell</model><feature policy='require' name='vmx'/>"
+                         "<feature policy='disable' name='vmx'/></cpu>",
+    "bad-fallback": "<cpu><model fallback='bogus'>Haswell</model></cpu>",
+    "vendor-id-short": "<cpu><model vendor_id='abc'>Haswell</model></cpu>",
+    "vendor-id-comma": "<cpu><model vendor_id='Genuine,ntel'>Haswell</model></cpu>",
+    "vendor-id-ok": "<cpu><model vendor_id='GenuineIntel'>Haswell</model></cpu>",
+    "empty": "<cpu/>",
+    "maximum": "<cpu mode='maximum'/>",
+    "i686-host-cpu": "<cpu><arch>i686</arch><model>Haswell</model></cpu>",
+    "other-vendor": "<cpu><model>Haswell</model><vendor>AMD</vendor></cpu>",
+    "unknown-vendor": "<cpu><model>Haswell</model><vendor>Zhaoxin</vendor></cpu>",
+    "bad-topology": "<cpu><model>Haswell</model><topology sockets='1' cores='2' threads='x'/></cpu>",
+    "numa": "<cpu><model>Haswell</model><numa><cell id='0' cpus='0' memory='1024'/></numa></cpu>",
+    "unknown-model": "<cpu><model>Sapphire-Future</model></cpu>",
+    "unknown-feature": "<cpu><model>Haswell</model><feature policy='optional' name='avx1024'/></cpu>",
+}
+
+#: Hosts the malformed guests are compared with.
+COMPARE_HOSTS: dict[str, str] = {
+    "intel": f"<cpu>{_H}<feature name='vmx'/></cpu>",
+    "no-vendor": "<cpu><arch>x86_64</arch><model>Haswell</model></cpu>",
+    "vendorless-model": "<cpu><arch>x86_64</arch><model>qemu64</model></cpu>",
+}

@@ -23,7 +23,13 @@ import differential
 import pytest
 from conftest import REPO, run_cli
 from differential import Report, check_baselines, check_compare, mp_baseline
-from gen_clusters import gen_cluster, gen_compare_pair
+from gen_clusters import (
+    COMPARE_HOSTS,
+    MALFORMED_GUESTS,
+    MALFORMED_HOSTS,
+    gen_cluster,
+    gen_compare_pair,
+)
 from oracle import OracleMissing, PrivateOracle, TestDriverOracle, private_oracle
 
 from planner.catalogs import default_catalog
@@ -220,3 +226,31 @@ def test_cli_cpu_baseline_prints_what_virsh_prints(cat, tmp_path):
             else:
                 assert got.returncode == 1 and got.stderr.startswith("Error: "), (f, got)
     assert runs >= 10
+
+
+# -- malformed CPU XML ------------------------------------------------------
+def test_malformed_host_cpus_are_refused_like_libvirt(cat, test_driver, private):
+    """Each check of virCPUDefParseXML, alone, first and second in a cluster."""
+    report = Report()
+    good = MALFORMED_HOSTS["policy-ignored-on-host"]
+    for name, xml in MALFORMED_HOSTS.items():
+        for i, xmls in enumerate(([xml], [xml, good], [good, xml])):
+            if name == "not-a-cpu":
+                # virsh finds no <cpu> in such a file and refuses it before
+                # libvirt's API sees it; migplan reads files as virsh does.
+                assert not mp_baseline(xmls, cat).ok
+                continue
+            check_baselines(report, f"malformed host {name} #{i}", xmls, cat, test_driver,
+                            private)
+    assert not report.differences, report.summary()
+    print(report.summary())
+
+
+def test_malformed_guest_cpus_compare_like_libvirt(cat, private):
+    report = Report()
+    for hname, host in COMPARE_HOSTS.items():
+        for gname, guest in MALFORMED_GUESTS.items():
+            check_compare(report, f"host {hname} guest {gname}", host, guest, guest, cat,
+                          private)
+    assert not report.differences, report.summary()
+    print(report.summary())

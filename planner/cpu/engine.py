@@ -199,9 +199,10 @@ def _check_arch(cpus: Sequence[CpuDef]) -> None:
         # libvirt only looks at the first CPU's arch; mixing architectures is
         # always an operator mistake, so migplan refuses it instead.
         if c.arch is not None and c.arch != arch:
+            # ``source`` already says "FILE: CPU #n" when the CPU came from a file.
             raise CpuError(
-                f"CPU #{i}{' (' + c.source + ')' if c.source else ''} is {c.arch}, "
-                f"CPU #1 is {arch}: cannot baseline CPUs of different architectures"
+                f"{c.source or f'CPU #{i}'} is {c.arch}, {cpus[0].source or 'CPU #1'} is "
+                f"{arch}: cannot baseline CPUs of different architectures"
             )
 
 

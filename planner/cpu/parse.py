@@ -7,6 +7,7 @@ CPU) and bare ``<cpu>`` elements -- one file or many concatenated.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from lxml import etree
@@ -85,12 +86,78 @@ def parse_cpu_file(data: bytes, source: str, cpu_type: str = "host") -> list[Cpu
     return out
 
 
+# virXMLProp* and virStrToLong_*p (src/util/virxml.c, virstring.c): strtoul
+# semantics -- leading blanks and '+' allowed, no '-', nothing after the digits.
+_UINT_RE = re.compile(r"[ \t\n\v\f\r]*\+?[0-9]+")
+_INT_RE = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
+_UINT_MAX = (1 << 32) - 1
+_ULLONG_MAX = (1 << 64) - 1
+_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
+
+_CHECKS = ("default", "none", "partial", "full")  # virCPUCheck
+_ON_OFF = ("on", "off")  # virTristateSwitch
+_YES_NO = ("yes", "no")  # virTristateBool
+_CACHE_MODES = ("emulate", "passthrough", "disable")  # virCPUCacheMode
+_MAXPHYSADDR_MODES = ("emulate", "passthrough")  # virCPUMaxPhysAddrMode
+
+
+def _missing(source: str, el: Any, name: str) -> InputError:
+    return _err(source, f"Missing required attribute '{name}' in element '{el.tag}'")
+
+
+def _prop_unsigned(el: Any, name: str, source: str, *, required: bool = False,
+                   nonzero: bool = False, limit: int = _UINT_MAX) -> int | None:
+    """virXMLPropUInt / virXMLPropULongLong."""
+    raw = el.get(name)
+    if raw is None:
+        if required:
+            raise _missing(source, el, name)
+        return None
+    value = int(raw) if _UINT_RE.fullmatch(raw) else -1
+    if not 0 <= value <= limit:
+        raise _err(source, f"Invalid value for attribute '{name}' in element '{el.tag}': "
+                           f"'{raw}'. Expected non-negative integer value")
+    if nonzero and value == 0:
+        raise _err(source, f"Invalid value for attribute '{name}' in element '{el.tag}': "
+                           "Zero is not permitted")
+    return value
+
+
+def _prop_int_nonnegative(el: Any, name: str, source: str) -> int | None:
+    """virXMLPropInt(..., VIR_XML_PROP_NONNEGATIVE)."""
+    raw = el.get(name)
+    if raw is None:
+        return None
+    if not _INT_RE.fullmatch(raw) or not _INT_MIN <= int(raw) <= _INT_MAX:
+        raise _err(source, f"Invalid value for attribute '{name}' in element '{el.tag}': "
+                           f"'{raw}'. Expected integer value")
+    if int(raw) < 0:
+        raise _err(source, f"Invalid value for attribute '{name}' in element '{el.tag}': "
+                           f"'{raw}'. Expected non-negative value")
+    return int(raw)
+
+
+def _prop_enum(el: Any, name: str, values: tuple[str, ...], source: str, *,
+               required: bool = False) -> str | None:
+    """virXMLPropEnum / virXMLPropTristate*."""
+    raw = el.get(name)
+    if raw is None:
+        if required:
+            raise _missing(source, el, name)
+        return None
+    if raw not in values:
+        raise _err(source, f"Invalid value for attribute '{name}' in element '{el.tag}': '{raw}'.")
+    return str(raw)
+
+
 def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
     """One ``<cpu>`` (or domcapabilities host-model ``<mode>``) element to a CpuDef.
 
     ``cpu_type`` "host" parses as libvirt does for cpu-baseline (policies are
     ignored, <arch> and <model> are required); "guest" as in domain XML;
-    "auto" picks host when an <arch> child is present (virCPUDefParseXML).
+    "auto" picks host when an <arch> child is present.  Checks, their order
+    and their messages are virCPUDefParseXML's (src/conf/cpu_conf.c), so that
+    what libvirt refuses migplan refuses with the same words.
     """
     is_mode = el.tag == "mode"
     if cpu_type == "auto":
@@ -113,17 +180,15 @@ def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
         mode = "custom"
 
     match = check = fallback = None
-    migratable = None if is_mode else el.get("migratable")
+    migratable = None if is_mode else _prop_enum(el, "migratable", _ON_OFF, source)
     if migratable is not None and mode not in ("host-passthrough", "maximum"):
         raise _err(
             source,
             "Attribute migratable is only allowed for 'host-passthrough' / 'maximum' CPU mode",
         )
     if cpu_type == "guest" and not is_mode:
-        match = el.get("match")
-        if match is not None and match not in MATCHES:
-            raise _err(source, f"Invalid value for attribute 'match' in element 'cpu': '{match}'")
-        check = el.get("check")
+        match = _prop_enum(el, "match", MATCHES, source)
+        check = _prop_enum(el, "check", _CHECKS, source)
 
     arch = None
     signature = None
@@ -135,19 +200,23 @@ def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
             raise _err(source, "Missing CPU architecture")
         if arch not in _ARCHES:
             raise _err(source, f"Unknown architecture {arch}")
+        mc = el.find("microcode")
+        if mc is not None and mc.get("version") is not None:
+            v = mc.get("version")
+            if not _UINT_RE.fullmatch(v) or int(v) > _UINT_MAX:
+                raise _err(source, "invalid microcode version")
         sig = el.find("signature")
         if sig is not None:
-            try:
-                signature = (int(sig.get("family")), int(sig.get("model")), int(sig.get("stepping")))
-            except (TypeError, ValueError):
-                raise _err(source, "invalid <signature> (family, model, stepping)") from None
+            fam = _prop_unsigned(sig, "family", source, required=True, nonzero=True)
+            mod = _prop_unsigned(sig, "model", source, required=True)
+            step = _prop_unsigned(sig, "stepping", source, required=True)
+            assert fam is not None and mod is not None and step is not None
+            signature = (fam, mod, step)
         counter = el.find("counter[@name='tsc']")
         if counter is not None:
-            try:
-                tsc_freq = int(counter.get("frequency"))
-            except (TypeError, ValueError):
-                raise _err(source, "invalid TSC counter frequency") from None
-            sc = counter.get("scaling")
+            tsc_freq = _prop_unsigned(counter, "frequency", source, required=True,
+                                      limit=_ULLONG_MAX)
+            sc = _prop_enum(counter, "scaling", _YES_NO, source)
             tsc_scaling = None if sc is None else sc == "yes"
 
     model = _text(el, "model")
@@ -155,10 +224,16 @@ def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
         raise _err(source, "Missing CPU model name")
     if cpu_type == "guest" and mode not in ("host-passthrough", "maximum"):
         m_el = el.find("model")
-        if m_el is not None and m_el.get("fallback") is not None:
+        if m_el is not None and m_el.get("fallback"):
             fallback = m_el.get("fallback")
             if fallback not in ("allow", "forbid"):
                 raise _err(source, "Invalid fallback attribute")
+        vendor_id = m_el.get("vendor_id") if m_el is not None else None
+        if vendor_id:
+            if len(vendor_id) != 12:
+                raise _err(source, "vendor_id must be exactly 12 characters long")
+            if "," in vendor_id:
+                raise _err(source, "vendor id is invalid")
 
     vendor = _text(el, "vendor")
     if vendor is not None and model is None:
@@ -167,15 +242,12 @@ def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
     topology = None
     topo = el.find("topology")
     if topo is not None:
-        try:
-            topology = (
-                int(topo.get("sockets")),
-                int(topo.get("dies", "1")),
-                int(topo.get("cores")),
-                int(topo.get("threads")),
-            )
-        except (TypeError, ValueError):
-            raise _err(source, "invalid <topology>") from None
+        sockets = _prop_unsigned(topo, "sockets", source, required=True, nonzero=True)
+        dies = _prop_unsigned(topo, "dies", source, nonzero=True)
+        cores = _prop_unsigned(topo, "cores", source, required=True, nonzero=True)
+        threads = _prop_unsigned(topo, "threads", source, required=True, nonzero=True)
+        assert sockets is not None and cores is not None and threads is not None
+        topology = (sockets, dies or 1, cores, threads)
 
     feats: list[CpuFeature] = []
     seen: set[str] = set()
@@ -195,6 +267,19 @@ def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
             raise _err(source, f"CPU feature '{name}' specified more than once")
         seen.add(name)
         feats.append(CpuFeature(name, policy))
+
+    caches = el.findall("cache")
+    if len(caches) > 1:
+        raise _err(source, "at most one CPU cache element may be specified")
+    if caches:
+        level = _prop_int_nonnegative(caches[0], "level", source)
+        if level is not None and not 1 <= level <= 3:
+            raise _err(source, "invalid CPU cache level, must be in range [1,3]")
+        _prop_enum(caches[0], "mode", _CACHE_MODES, source, required=True)
+    addr = el.find("maxphysaddr")
+    if addr is not None:
+        _prop_enum(addr, "mode", _MAXPHYSADDR_MODES, source, required=True)
+        _prop_int_nonnegative(addr, "bits", source)
 
     return CpuDef(
         type=cpu_type,
