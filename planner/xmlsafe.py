@@ -59,6 +59,9 @@ def _check(data: bytes, source: str, limit: int) -> None:
 
 def _syntax_error(source: str, err: etree.XMLSyntaxError, line_offset: int = 0) -> InputError:
     msg = str(err.msg) if err.msg else "malformed XML"
+    # The documents of a file are read inside a <container> of migplan's own
+    # (as virsh does): a truncated file shows up as a tag mismatch with it.
+    msg = re.sub(r" and container(, line \d+, column \d+)?$", " and the end of the file", msg)
     line = err.lineno + line_offset if err.lineno else err.lineno
     where = f" (line {line})" if line else ""
     return InputError(f"{source}: not well-formed XML{where}: {msg}")
