@@ -159,21 +159,21 @@ def parse_concatenated_chunks(
 
 def parse_concatenated_unique(
     data: bytes, source: str, *, limit: int = MAX_DOCUMENT_BYTES
-) -> tuple[list[etree._Element], list[int]]:
+) -> Iterator[tuple[int, etree._Element]]:
     """``parse_concatenated`` for files that repeat the same documents many times.
 
-    Returns ``(roots, sequence)``: ``<container>`` roots of the distinct
-    documents, and for each document of the file, in order, the index of its
-    root.  The children of ``roots[i] for i in sequence`` are, in order,
-    those of ``parse_concatenated(data)``.
+    Yields ``(key, root)`` in file order: ``<container>`` roots whose children,
+    in order, are those of ``parse_concatenated(data)``; a repeated document
+    yields the same key and the same (already parsed) root again, so a caller
+    can compute once per key.
 
     A cluster's hosts print a handful of distinct ``<cpu>``s, so the file is
     cut after each end tag of its first element and each distinct piece is
     parsed once.  Every distinct piece must parse on its own, so every cut lies
     between two top-level nodes (balanced content ends there; see
     ``parse_concatenated_chunks``) and the concatenation is the same tree.
-    When the file does not cut that way, the whole file is parsed in chunks
-    (each chunk then its own "document"), with the same errors as at once.
+    When the file does not cut that way or repeats little, it is parsed in
+    chunks (``parse_concatenated_chunks``: lazily, same errors as at once).
     """
     body = _concatenated_body(data, source, limit)
     first = _FIRST_TAG_RE.search(body)
@@ -192,10 +192,13 @@ def parse_concatenated_unique(
             prev = end
             i = index.get(piece)
             if i is None:
+                if len(pieces) > len(ends) // 2:
+                    break  # repeats little: chunks are cheaper than many tiny parses
                 i = index[piece] = len(pieces)
                 pieces.append(piece)
             sequence.append(i)
-        if pieces and len(pieces) <= max(1, len(sequence) // 2):
+        else:
+            del index
             parser = _parser()
             roots: list[etree._Element] = []
             try:
@@ -205,6 +208,9 @@ def parse_concatenated_unique(
             except etree.XMLSyntaxError:
                 pass  # not cut between documents, or malformed: the general path says which
             else:
-                return roots, sequence
-    roots = list(parse_concatenated_chunks(data, source, limit=limit))
-    return roots, list(range(len(roots)))
+                if roots:
+                    for i in sequence:
+                        yield i, roots[i]
+                    return
+    for n, root in enumerate(parse_concatenated_chunks(data, source, limit=limit)):
+        yield -1 - n, root

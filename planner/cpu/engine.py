@@ -232,8 +232,15 @@ def baseline(
     # Identical CPU definitions contribute identical bits: compute each once.
     masks: dict[tuple[object, ...], int] = {}
 
+    def fast_key(c: CpuDef) -> tuple[object, ...]:
+        # CpuDef.key() with the feature tuple by identity: the parser shares
+        # equal feature tuples, and hashing thousands of feature lists is what
+        # a 100,000-host baseline would otherwise spend its time on.  Equal
+        # tuples that are distinct objects only cost a recomputation.
+        return (c.type, c.arch, c.model, c.vendor, id(c.features), c.mode, c.match)
+
     def mask_for(c: CpuDef) -> int:
-        k = c.key()
+        k = fast_key(c)
         m = masks.get(k)
         if m is None:
             m = masks[k] = cpu_mask(c, cat)
@@ -256,7 +263,7 @@ def baseline(
     # identity first keeps 100,000 hosts from hashing 100,000 feature lists.
     unique = list({id(c): c for c in cpus[1:]}.values())
     for c in unique:
-        k = c.key()
+        k = fast_key(c)
         if k in seen_keys:
             continue  # identical to a CPU already folded in: same bits, same checks
         seen_keys.add(k)

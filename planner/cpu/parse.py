@@ -64,22 +64,23 @@ def parse_cpu_file(data: bytes, source: str, cpu_type: str = "host") -> list[Cpu
     Repeated documents are even parsed once (``parse_concatenated_unique``):
     100,000 hosts cost about what their distinct CPUs cost.
     """
-    roots, sequence = parse_concatenated_unique(data, source)
     parsed: dict[bytes, CpuDef] = {}
-    per_root: list[list[CpuDef] | None] = [None] * len(roots)
+    per_doc: dict[int, list[CpuDef]] = {}
     out: list[CpuDef] = []
-    for r in sequence:
-        cpus = per_root[r]
+    for key, root in parse_concatenated_unique(data, source):
+        cpus = per_doc.get(key)
         if cpus is None:
-            cpus = per_root[r] = []
-            for n in _xpath_cpus(roots[r]):
-                key = etree.tostring(n, with_tail=False)
-                cpu = parsed.get(key)
+            cpus = []
+            for n in _xpath_cpus(root):
+                text = etree.tostring(n, with_tail=False)
+                cpu = parsed.get(text)
                 if cpu is None:
                     # Numbered as in the file: the first occurrence errors first.
                     label = f"{source}: CPU #{len(out) + len(cpus) + 1}"
-                    cpu = parsed[key] = parse_cpu_element(n, cpu_type, label)
+                    cpu = parsed[text] = parse_cpu_element(n, cpu_type, label)
                 cpus.append(cpu)
+            if key >= 0:  # a repeated document: keep its CPUs for the next time
+                per_doc[key] = cpus
         out.extend(cpus)
     if not out:
         raise _no_cpu(source)
@@ -150,6 +151,77 @@ def _prop_enum(el: Any, name: str, values: tuple[str, ...], source: str, *,
     return str(raw)
 
 
+# Hosts of one cluster repeat the same features: equal ones share one object,
+# so the engine recognises equal feature lists by identity (cheap) first.
+_FEATURE_CACHE: dict[tuple[str, str | None], CpuFeature] = {}
+_FEATURES_CACHE: dict[tuple[tuple[str, str | None], ...], tuple[CpuFeature, ...]] = {}
+_CACHE_LIMIT = 100_000
+
+
+def _feature(name: str, policy: str | None) -> CpuFeature:
+    key = (name, policy)
+    f = _FEATURE_CACHE.get(key)
+    if f is None:
+        f = CpuFeature(name, policy)
+        if len(_FEATURE_CACHE) < _CACHE_LIMIT:
+            _FEATURE_CACHE[key] = f
+    return f
+
+
+def _features(feats: list[CpuFeature]) -> tuple[CpuFeature, ...]:
+    # Keyed by (name, policy) pairs: str tuples hash in C, dataclasses do not.
+    key = tuple((f.name, f.policy) for f in feats)
+    shared = _FEATURES_CACHE.get(key)
+    if shared is None:
+        shared = tuple(feats)
+        if len(_FEATURES_CACHE) < _CACHE_LIMIT:
+            _FEATURES_CACHE[key] = shared
+    return shared
+
+
+_HOST_FEATURES_CACHE: dict[tuple[str, ...], tuple[CpuFeature, ...]] = {}
+_XP_FEATURE_NAMES: Any = etree.XPath("feature/@name")
+_XP_FEATURES: Any = etree.XPath("feature")
+_XP_COUNT_FEATURES: Any = etree.XPath("count(feature)")
+_XP_NOT_FEATURES: Any = etree.XPath("*[not(self::feature)]")
+
+
+def _host_features(el: Any, count: int) -> tuple[CpuFeature, ...] | None:
+    """A host CPU's features in one XPath call (host CPUs carry no policy), or
+    None when a name is missing, empty or repeated: the slow path says which."""
+    raw: tuple[str, ...] = tuple(_XP_FEATURE_NAMES(el))
+    shared = _HOST_FEATURES_CACHE.get(raw)
+    if shared is not None and len(raw) == count:
+        return shared
+    # lxml's attribute strings keep their tree alive: plain str for the cache.
+    names = tuple(str(n) for n in raw)
+    if len(names) != count or "" in names or len(set(names)) != count:
+        return None
+    shared = tuple(_feature(n, None) for n in names)
+    if len(_HOST_FEATURES_CACHE) < _CACHE_LIMIT:
+        _HOST_FEATURES_CACHE[names] = shared
+    return shared
+
+
+def _feature_list(f_els: list[Any], cpu_type: str, source: str) -> list[CpuFeature]:
+    feats: list[CpuFeature] = []
+    seen: set[str] = set()
+    for f in f_els:
+        policy: str | None = None
+        if cpu_type == "guest":
+            policy = f.get("policy", "require")
+            if policy not in POLICIES:
+                raise _err(source, "Invalid CPU feature policy")
+        name = f.get("name")
+        if not name:
+            raise _err(source, "Invalid CPU feature name")
+        if name in seen:
+            raise _err(source, f"CPU feature '{name}' specified more than once")
+        seen.add(name)
+        feats.append(_feature(name, policy))
+    return feats
+
+
 def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
     """One ``<cpu>`` (or domcapabilities host-model ``<mode>``) element to a CpuDef.
 
@@ -160,8 +232,22 @@ def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
     what libvirt refuses migplan refuses with the same words.
     """
     is_mode = el.tag == "mode"
+    # One pass over the children (instead of a find() per tag): the first
+    # child of each tag, as libvirt's ./tag[1] XPaths, and every <feature>/<cache>.
+    first: dict[str, Any] = {}
+    caches: list[Any] = []
+    counter = None
+    for child in _XP_NOT_FEATURES(el):
+        tag = child.tag
+        if tag == "cache":
+            caches.append(child)
+        elif tag == "counter" and counter is None and child.get("name") == "tsc":
+            counter = child
+        if tag not in first:
+            first[tag] = child
+    n_features = int(_XP_COUNT_FEATURES(el))
     if cpu_type == "auto":
-        has_arch = el.find("arch") is not None
+        has_arch = "arch" in first
         if has_arch and el.get("match") is not None:
             raise _err(
                 source, "'arch' element cannot be used inside 'cpu' element with 'match' attribute'"
@@ -195,35 +281,34 @@ def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
     tsc_freq = None
     tsc_scaling = None
     if cpu_type == "host":
-        arch = _text(el, "arch")
+        arch = _text(first.get("arch"))
         if arch is None:
             raise _err(source, "Missing CPU architecture")
         if arch not in _ARCHES:
             raise _err(source, f"Unknown architecture {arch}")
-        mc = el.find("microcode")
+        mc = first.get("microcode")
         if mc is not None and mc.get("version") is not None:
             v = mc.get("version")
             if not _UINT_RE.fullmatch(v) or int(v) > _UINT_MAX:
                 raise _err(source, "invalid microcode version")
-        sig = el.find("signature")
+        sig = first.get("signature")
         if sig is not None:
             fam = _prop_unsigned(sig, "family", source, required=True, nonzero=True)
             mod = _prop_unsigned(sig, "model", source, required=True)
             step = _prop_unsigned(sig, "stepping", source, required=True)
             assert fam is not None and mod is not None and step is not None
             signature = (fam, mod, step)
-        counter = el.find("counter[@name='tsc']")
         if counter is not None:
             tsc_freq = _prop_unsigned(counter, "frequency", source, required=True,
                                       limit=_ULLONG_MAX)
             sc = _prop_enum(counter, "scaling", _YES_NO, source)
             tsc_scaling = None if sc is None else sc == "yes"
 
-    model = _text(el, "model")
+    model = _text(first.get("model"))
     if model is None and cpu_type == "host":
         raise _err(source, "Missing CPU model name")
     if cpu_type == "guest" and mode not in ("host-passthrough", "maximum"):
-        m_el = el.find("model")
+        m_el = first.get("model")
         if m_el is not None and m_el.get("fallback"):
             fallback = m_el.get("fallback")
             if fallback not in ("allow", "forbid"):
@@ -235,12 +320,12 @@ def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
             if "," in vendor_id:
                 raise _err(source, "vendor id is invalid")
 
-    vendor = _text(el, "vendor")
+    vendor = _text(first.get("vendor"))
     if vendor is not None and model is None:
         raise _err(source, "CPU vendor specified without CPU model")
 
     topology = None
-    topo = el.find("topology")
+    topo = first.get("topology")
     if topo is not None:
         sockets = _prop_unsigned(topo, "sockets", source, required=True, nonzero=True)
         dies = _prop_unsigned(topo, "dies", source, nonzero=True)
@@ -249,26 +334,12 @@ def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
         assert sockets is not None and cores is not None and threads is not None
         topology = (sockets, dies or 1, cores, threads)
 
-    feats: list[CpuFeature] = []
-    seen: set[str] = set()
-    f_els = el.findall("feature")
-    if f_els and model is None and mode == "custom":
+    if n_features and model is None and mode == "custom":
         raise _err(source, "Non-empty feature list specified without CPU model")
-    for f in f_els:
-        policy: str | None = None
-        if cpu_type == "guest":
-            policy = f.get("policy", "require")
-            if policy not in POLICIES:
-                raise _err(source, "Invalid CPU feature policy")
-        name = f.get("name")
-        if not name:
-            raise _err(source, "Invalid CPU feature name")
-        if name in seen:
-            raise _err(source, f"CPU feature '{name}' specified more than once")
-        seen.add(name)
-        feats.append(CpuFeature(name, policy))
+    features = _host_features(el, n_features) if cpu_type == "host" else None
+    if features is None:
+        features = _features(_feature_list(_XP_FEATURES(el), cpu_type, source))
 
-    caches = el.findall("cache")
     if len(caches) > 1:
         raise _err(source, "at most one CPU cache element may be specified")
     if caches:
@@ -276,7 +347,7 @@ def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
         if level is not None and not 1 <= level <= 3:
             raise _err(source, "invalid CPU cache level, must be in range [1,3]")
         _prop_enum(caches[0], "mode", _CACHE_MODES, source, required=True)
-    addr = el.find("maxphysaddr")
+    addr = first.get("maxphysaddr")
     if addr is not None:
         _prop_enum(addr, "mode", _MAXPHYSADDR_MODES, source, required=True)
         _prop_int_nonnegative(addr, "bits", source)
@@ -285,7 +356,7 @@ def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
         type=cpu_type,
         model=model,
         vendor=vendor,
-        features=tuple(feats),
+        features=features,
         arch=arch,
         mode=mode,
         match=match,
@@ -300,8 +371,7 @@ def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
     )
 
 
-def _text(el: Any, tag: str) -> str | None:
-    child = el.find(tag)
+def _text(child: Any) -> str | None:
     if child is None:
         return None
     # libvirt reads string(./model[1]): an empty element is "no value".
