@@ -213,6 +213,20 @@ def test_cli_cpu_baseline_prints_what_virsh_prints(cat, tmp_path):
         # The seed recipe: many `virsh capabilities`-like documents concatenated.
         p.write_text("".join(c.hosts))
         files.append(p)
+    corpus = [f.read_text() for f in corpus_files()]
+    intel = [x for x in corpus if _vendor(x) == "Intel"]
+    if intel:
+        # Many hosts, few distinct CPUs, as `virsh capabilities >> all.xml` makes
+        # them: the path that parses each distinct document once.
+        caps = "".join(
+            f"<capabilities>\n  <host>\n    <uuid>{i}</uuid>\n"
+            f"    {intel[i % len(intel)]}  </host>\n</capabilities>\n" for i in range(600))
+        p = tmp_path / "capabilities-600-hosts.xml"
+        p.write_text(caps)
+        files.append(p)
+        p = tmp_path / "cpus-2000-hosts.xml"
+        p.write_text("".join(intel[i % len(intel)] for i in range(2000)))
+        files.append(p)
     runs = 0
     for f in files:
         for flags in ((), ("--features",)):

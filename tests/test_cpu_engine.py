@@ -258,3 +258,14 @@ def test_error_in_a_late_document_names_its_line():
         list(parse_concatenated_chunks(data, "f", chunk_bytes=4096))
     line = int(str(exc.value).split("line ")[1].split(")")[0])
     assert line == HOST.count("\n") * 5000 + 2
+
+
+def test_cpu_baseline_command_does_not_import_pandas_or_networkx(tmp_path):
+    f = tmp_path / "h.xml"
+    f.write_text(HOST)
+    res = run_cli("cpu-baseline", str(f), env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert res.returncode == 0, res.stderr
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0]
+                for line in res.stderr.splitlines() if line.startswith("import time:")}
+    assert "planner" in imported  # the import log is there
+    assert not imported & {"pandas", "networkx", "numpy", "libvirt"}
