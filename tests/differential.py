@@ -107,9 +107,11 @@ def check_baselines(report: Report, label: str, xmls: list[str], cat: Catalog,
         check_answer(report, cat_name, label, test_driver.baseline(xmls, expand),
                      mp_baseline(xmls, cat, expand=expand))
     if private is not None:
-        check_answer(report, "baseline-migratable", label,
-                     private.baseline(xmls, migratable=True),
-                     mp_baseline(xmls, cat, migratable=True))
+        for expand in (False, True):
+            cat_name = "baseline-migratable" + ("+features" if expand else "")
+            check_answer(report, cat_name, label,
+                         private.baseline(xmls, migratable=True, expand=expand),
+                         mp_baseline(xmls, cat, migratable=True, expand=expand))
 
 
 def check_compare(report: Report, label: str, host_xml: str, guest_xml: str, cpu_doc: str,

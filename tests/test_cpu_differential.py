@@ -42,6 +42,21 @@ N_PAIRS = 600
 CORPUS_ROOT = Path(REPO).parent / "shared" / "corpus"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def case_counts(request):
+    """Case counts of every check, printed at the end of the module even without -s."""
+    lines: list[str] = []
+    yield lines
+    tr = request.config.pluginmanager.get_plugin("terminalreporter")
+    capman = request.config.pluginmanager.get_plugin("capturemanager")
+    if tr is None or capman is None or not lines:
+        return
+    with capman.global_and_fixture_disabled():
+        tr.write_line("")
+        for line in lines:
+            tr.write_line(f"differential: {line}")
+
+
 @pytest.fixture(scope="module")
 def cat():
     return default_catalog()
@@ -85,7 +100,7 @@ def _vendor(xml: str) -> str | None:
 
 
 # -- random clusters --------------------------------------------------------
-def test_random_clusters_baseline_equals_libvirt(cat, test_driver, private):
+def test_random_clusters_baseline_equals_libvirt(cat, test_driver, private, case_counts):
     report = Report()
     kinds: set[str] = set()
     for seed in range(N_CLUSTERS):
@@ -96,10 +111,10 @@ def test_random_clusters_baseline_equals_libvirt(cat, test_driver, private):
     assert report.cases["baseline"] == N_CLUSTERS >= 300
     assert {"mixed-vendor", "unknown-model", "unknown-feature", "shared-model"} <= kinds
     assert not report.differences, report.summary()
-    print(report.summary())
+    case_counts.append(f"random clusters: {report.summary()}")
 
 
-def test_random_guest_host_compare_equals_libvirt(cat, private):
+def test_random_guest_host_compare_equals_libvirt(cat, private, case_counts):
     report = Report()
     for seed in range(N_PAIRS):
         p = gen_compare_pair(seed, cat)
@@ -107,11 +122,11 @@ def test_random_guest_host_compare_equals_libvirt(cat, private):
                       cat, private)
     assert report.cases["compare"] == N_PAIRS >= 500
     assert not report.differences, report.summary()
-    print(report.summary())
+    case_counts.append(f"random guest/host pairs: {report.summary()}")
 
 
 # -- real CPUs --------------------------------------------------------------
-def test_real_cpus_baseline_equals_libvirt(cat, test_driver, private, corpus):
+def test_real_cpus_baseline_equals_libvirt(cat, test_driver, private, corpus, case_counts):
     report = Report()
     names = sorted(corpus)
     for n in names:
@@ -126,10 +141,11 @@ def test_real_cpus_baseline_equals_libvirt(cat, test_driver, private, corpus):
         check_baselines(report, f"corpus pair {a} + {b}", [corpus[a], corpus[b]], cat,
                         test_driver, private)
     assert not report.differences, report.summary()
-    print(report.summary())
+    case_counts.append(f"real CPUs baseline: {report.summary()}")
 
 
-def test_real_cpus_compare_each_against_each_equals_libvirt(cat, private, corpus):
+def test_real_cpus_compare_each_against_each_equals_libvirt(cat, private, corpus,
+                                                            case_counts):
     report = Report()
     names = sorted(corpus)
     # Guests: every real CPU as written (a host CPU: libvirt parses it as such)
@@ -144,7 +160,7 @@ def test_real_cpus_compare_each_against_each_equals_libvirt(cat, private, corpus
             check_compare(report, f"corpus host {h} guest {g}", corpus[h], xml, xml, cat,
                           private)
     assert not report.differences, report.summary()
-    print(report.summary())
+    case_counts.append(f"real CPUs compare: {report.summary()}")
 
 
 # -- the checker can fail ---------------------------------------------------
@@ -203,7 +219,7 @@ def _virsh_baseline(path: Path, *flags: str) -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.skipif(shutil.which("virsh") is None, reason="virsh is not installed")
-def test_cli_cpu_baseline_prints_what_virsh_prints(cat, tmp_path):
+def test_cli_cpu_baseline_prints_what_virsh_prints(cat, tmp_path, case_counts):
     files: list[Path] = []
     for f in corpus_files()[:3]:
         files.append(f)
@@ -240,10 +256,13 @@ def test_cli_cpu_baseline_prints_what_virsh_prints(cat, tmp_path):
             else:
                 assert got.returncode == 1 and got.stderr.startswith("Error: "), (f, got)
     assert runs >= 10
+    case_counts.append(f"CLI against virsh: {runs} runs ({len(files)} files, with and "
+                       "without --features); 0 differences")
 
 
 # -- malformed CPU XML ------------------------------------------------------
-def test_malformed_host_cpus_are_refused_like_libvirt(cat, test_driver, private):
+def test_malformed_host_cpus_are_refused_like_libvirt(cat, test_driver, private,
+                                                      case_counts):
     """Each check of virCPUDefParseXML, alone, first and second in a cluster."""
     report = Report()
     good = MALFORMED_HOSTS["policy-ignored-on-host"]
@@ -257,14 +276,14 @@ def test_malformed_host_cpus_are_refused_like_libvirt(cat, test_driver, private)
             check_baselines(report, f"malformed host {name} #{i}", xmls, cat, test_driver,
                             private)
     assert not report.differences, report.summary()
-    print(report.summary())
+    case_counts.append(f"malformed hosts: {report.summary()}")
 
 
-def test_malformed_guest_cpus_compare_like_libvirt(cat, private):
+def test_malformed_guest_cpus_compare_like_libvirt(cat, private, case_counts):
     report = Report()
     for hname, host in COMPARE_HOSTS.items():
         for gname, guest in MALFORMED_GUESTS.items():
             check_compare(report, f"host {hname} guest {gname}", host, guest, guest, cat,
                           private)
     assert not report.differences, report.summary()
-    print(report.summary())
+    case_counts.append(f"malformed guests: {report.summary()}")
