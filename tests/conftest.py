@@ -6,9 +6,11 @@ would), with the repository on PYTHONPATH so it works from any checkout.
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,68 @@ def run_cli(*args: str, input: bytes | None = None, timeout: float = 300,
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# ---- the lab of real libvirt hosts (planner.lab) -------------------------------------------
+
+# The test suite's lab lives on these addresses; engineers' own labs use lower ones.
+LAB_FIRST_IP = 101
+LAB_HOSTS = 3
+LAB_GUESTS = 2
+
+
+def lab_unavailable_reason() -> str | None:
+    """Why real libvirt hosts cannot run here, or None when they can."""
+    if os.geteuid() != 0:
+        return "the lab needs root (it starts libvirtd daemons in private mount namespaces)"
+    from planner.errors import MigplanError
+    from planner.lab import check_tools
+
+    try:
+        check_tools()
+    except MigplanError as err:
+        return str(err)
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A running 3-host lab (2 guests each) on 127.0.0.101-103, for the whole session.
+
+    Yields the ``planner.lab.Lab``; ``lab.uris()`` maps host names (lab1, lab2,
+    lab3) to their ``qemu+tcp://127.0.0.10N/system`` URIs.  Torn down at the end
+    of the session, and by an atexit guard should the session end abruptly.
+    """
+    reason = lab_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    from planner.lab import Lab
+
+    the_lab = Lab(tmp_path_factory.mktemp("lab") / "state", hosts=LAB_HOSTS, guests=LAB_GUESTS,
+                  first_ip=LAB_FIRST_IP)
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            the_lab.down()
+
+    atexit.register(stop)
+    try:
+        the_lab.up()
+        yield the_lab
+    finally:
+        stop()
+        atexit.unregister(stop)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="Rewrite tests/golden/ from the current output (review the diff).")
+
+
+@pytest.fixture
+def update_golden(request) -> bool:
+    return bool(request.config.getoption("--update-golden")
+                or os.environ.get("MIGPLAN_UPDATE_GOLDEN") == "1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,18 @@ MAX_INPUT_FILE = 512 * 1024 * 1024
 
 
 def format_option(*choices: str, default: str | None = None) -> Callable[[Any], Any]:
-    return click.option(
+    opt: Callable[[Any], Any] = click.option(
         "--format", "fmt", type=click.Choice(list(choices)), default=default or choices[0],
         show_default=True, help="Output format.",
     )
+    return opt
 
 
 def read_input(path: str) -> bytes:
     """Read a user-named file with a clear error and a size bound."""
     p = Path(path)
     if path == "-":
-        data = click.get_binary_stream("stdin").read(MAX_INPUT_FILE + 1)
+        data = sys.stdin.buffer.read(MAX_INPUT_FILE + 1)
     else:
         if not p.exists():
             raise InputError(f"{path}: no such file")
