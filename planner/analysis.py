@@ -42,10 +42,14 @@ __all__ = [
     "VERDICT_ORDER",
     "WhatIfResult",
     "capacity_by_model",
+    "class_label",
+    "disk_locality",
     "feasibility_matrix",
     "feature_matrix",
     "guest_feasibility",
+    "generation",
     "guests_frame",
+    "host_classes_frame",
     "hosts_frame",
     "load_report",
     "migration_domains",
@@ -289,13 +293,23 @@ def verdict_codes(matrix: pd.DataFrame) -> pd.DataFrame:
     return matrix.apply(lambda col: col.map(lambda v: codes.get(v, float("nan")))).astype(float)
 
 
-def guest_feasibility(an: Analysis) -> pd.DataFrame:
+def class_label(an: Analysis, cid: str, limit: int = 3) -> str:
+    """``c1: Haswell-noTSX-IBRS (cn01, cn02 +3)``: a host class for people."""
+    c = an.classes[cid]
+    more = f" +{len(c.hosts) - limit}" if len(c.hosts) > limit else ""
+    return f"{cid}: {c.cpu_model or 'unknown CPU'} ({', '.join(c.hosts[:limit])}{more})"
+
+
+def guest_feasibility(an: Analysis, *, labels: bool = False) -> pd.DataFrame:
     """Guest x host class: each guest's verdict per destination class, as the graph found it
     (CPU, platform and capacity on the roomiest hosts of the class).  Index: "host/guest";
-    columns: class ids.  The source host's own class is judged on its other members."""
+    columns: class ids (``labels=True``: with CPU model and hosts, see ``class_label``).
+    The source host's own class is judged on its other members."""
     cols = list(an.classes)
     rows = {f"{g.source}/{g.guest}": {c: s for c, s, _ in g.per_class} for g in an.guests}
     df = pd.DataFrame.from_dict(rows, orient="index", columns=cols, dtype=object)
+    if labels:
+        df.columns = [class_label(an, c) for c in cols]
     df.index.name = "guest"
     df.columns.name = "host class"
     return df
