@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from typing import Any
 
 from planner.report import Report
@@ -48,10 +47,6 @@ def _table(df: Any) -> str:
 
 def render_html(rep: Report, max_models: int = 20) -> str:
     """The capacity review of ``rep`` (``planner.analysis.load_report``) as an HTML page."""
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: never open a window
     from planner import analysis as A
     from planner import plots as P
 

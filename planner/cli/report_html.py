@@ -33,6 +33,9 @@ def report_cmd(snapshot: str, out: str, max_models: int, cpu_map: str | None,
       migplan report snapshots/today --out review/
       xdg-open review/capacity-review.html
     """
+    import matplotlib
+
+    matplotlib.use("Agg")  # this process only writes PNGs: never open a display
     from planner.analysis import load_report
     from planner.html_report import render_html
 
