@@ -233,18 +233,31 @@ def _offer(h: Host) -> CpuDef:
 
 
 def feature_matrix(inv: Inventory, cat: Catalog | None = None, *, offered: bool = False,
-                   varying_only: bool = False) -> pd.DataFrame:
+                   varying_only: bool = False, by: str = "host") -> pd.DataFrame:
     """Host x CPU feature (bool): does the host CPU have the feature (model bits included).
 
     ``offered=True`` uses what QEMU/KVM can give guests (domcapabilities
     host-model) where the snapshot has it.  ``varying_only`` keeps the features
     some hosts have and others lack: the ones that decide migrations.  Columns
-    follow the catalog's feature order.
+    follow the catalog's feature order.  ``by="cpu"``: one row per distinct
+    CPU instead of per host (index "Model (N hosts)"), for large clusters.
     """
     cat = cat or default_catalog()
-    masks = {h.name: cpu_mask(_offer(h) if offered else h.cpu, cat) for h in inv.hosts}
-    data = {f.name: [f.mask & ~masks[h.name] == 0 for h in inv.hosts] for f in cat.features}
-    df = pd.DataFrame(data, index=pd.Index([h.name for h in inv.hosts], name="host"), dtype=bool)
+    if by == "cpu":
+        groups: dict[tuple[object, ...], list[Host]] = {}
+        for h in inv.hosts:
+            groups.setdefault(cpu_key(h), []).append(h)
+        reps = [(f"{m[0].cpu.model or 'unknown'} ({len(m)} host{'s' if len(m) > 1 else ''}: "
+                 f"{m[0].name}{', ...' if len(m) > 1 else ''})", m[0]) for m in groups.values()]
+        name = "CPU"
+    elif by == "host":
+        reps = [(h.name, h) for h in inv.hosts]
+        name = "host"
+    else:
+        raise ValueError(f"by must be 'host' or 'cpu', not {by!r}")
+    masks = [cpu_mask(_offer(h) if offered else h.cpu, cat) for _, h in reps]
+    data = {f.name: [f.mask & ~m == 0 for m in masks] for f in cat.features}
+    df = pd.DataFrame(data, index=pd.Index([lb for lb, _ in reps], name=name), dtype=bool)
     df = df.loc[:, df.any(axis=0)]
     if varying_only:
         df = df.loc[:, ~df.all(axis=0)]
@@ -273,10 +286,28 @@ def recommendations_frame(rep: Report) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("scope")
 
 
-def feasibility_matrix(an: Analysis, hosts: Sequence[str] | None = None) -> pd.DataFrame:
+def feasibility_matrix(an: Analysis, hosts: Sequence[str] | None = None, *,
+                       by: str = "host") -> pd.DataFrame:
     """Source host x destination host: the verdict of the graph's edge for a new guest
     started under the recommended CPU settings ("ok", "warn", "unknown", "blocked";
-    "-" on the diagonal).  Read from ``planner.graph.host_graph``, not recomputed."""
+    "-" on the diagonal).  Read from ``planner.graph.host_graph``, not recomputed.
+
+    ``by="class"``: host class x host class (``class_label``), the graph's own
+    edges, bounded for any cluster size; "-" where a class of one host meets
+    itself."""
+    if by == "class":
+        labels = {c: class_label(an, c) for c in an.classes}
+        cm = pd.DataFrame("-", index=pd.Index(list(labels.values()), name="source class"),
+                          columns=pd.Index(list(labels.values()), name="destination class"),
+                          dtype=object)
+        for a in an.classes:
+            for b in an.classes:
+                e = an.graph.get_edge_data(("class", a), ("class", b))
+                if e is not None:
+                    cm.loc[labels[a], labels[b]] = e["verdict"]
+        return cm
+    if by != "host":
+        raise ValueError(f"by must be 'host' or 'class', not {by!r}")
     hg = host_graph(an)
     order = list(hosts) if hosts is not None else list(hg.nodes)
     df = pd.DataFrame("-", index=pd.Index(order, name="source"),

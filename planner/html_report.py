@@ -45,8 +45,11 @@ def _table(df: Any) -> str:
     return out
 
 
-def render_html(rep: Report, max_models: int = 20) -> str:
-    """The capacity review of ``rep`` (``planner.analysis.load_report``) as an HTML page."""
+def render_html(rep: Report, max_models: int = 20, max_host_rows: int = 40) -> str:
+    """The capacity review of ``rep`` (``planner.analysis.load_report``) as an HTML page.
+
+    Above ``max_host_rows`` hosts, plots show one row per distinct CPU / host
+    class instead of per host (and the per-guest heatmap is left out)."""
     from planner import analysis as A
     from planner import plots as P
 
@@ -74,25 +77,44 @@ def render_html(rep: Report, max_models: int = 20) -> str:
                 + "</ul>")
 
     hosts = A.hosts_frame(inv, rep)
-    add("<h2>Hosts</h2>")
-    add(_table(hosts))
+    add(f"<h2>Hosts ({len(hosts)})</h2>")
+    if len(hosts) <= max_host_rows:
+        add(_table(hosts))
+    else:
+        add("<p class='note'>Per CPU model (the per-host table: "
+            "<code>planner.analysis.hosts_frame</code> or the notebook).</p>")
+        add(_table(hosts.groupby(["vendor", "cpu_model"], dropna=False).agg(
+            hosts=("cpus", "size"), cpus=("cpus", "sum"), memory_gib=("memory_gib", "sum"),
+            free_memory_gib=("free_memory_gib", "sum"), guests=("guests", "sum"),
+            features_lost=("features_lost", "max"))))
     guests = A.guests_frame(inv, rep)
     add(f"<h2>Guests ({len(guests)})</h2>")
-    add(_table(guests) if len(guests) else "<p>No guests in the snapshot.</p>")
+    if not len(guests):
+        add("<p>No guests in the snapshot.</p>")
+    elif len(guests) <= 5 * max_host_rows:
+        add(_table(guests))
+    else:
+        add("<p class='note'>Per CPU mode and model, and verdict (best over all "
+            "destinations).</p>")
+        add(_table(guests.groupby(["cpu_mode", "cpu_model", "verdict"], dropna=False).agg(
+            guests=("vcpus", "size"), vcpus=("vcpus", "sum"), memory_gib=("memory_gib", "sum"),
+            pinned=("pinned", "sum"), local_disks=("disks_local", "sum"),
+            hostdevs=("hostdevs", "sum"))))
 
     add("<h2>CPU features that differ between hosts</h2>")
-    features = A.feature_matrix(inv, rep.cat, varying_only=True)
+    by_host = len(inv.hosts) <= max_host_rows
+    features = A.feature_matrix(inv, rep.cat, varying_only=True, by="host" if by_host else "cpu")
     add(_png(P.feature_heatmap(features, f"CPU features that differ between hosts "
                                          f"({features.shape[1]})")))
 
     add("<h2>Feasibility</h2><p class='note'>Can a new guest started on the source host with "
         "the recommended CPU settings live-migrate to the destination (from the feasibility "
         "graph of <code>migplan recommend</code>)?</p>")
-    add(_png(P.verdict_heatmap(A.feasibility_matrix(an),
+    add(_png(P.verdict_heatmap(A.feasibility_matrix(an, by="host" if by_host else "class"),
                                "Feasibility: new guest under the recommended CPU settings")))
     add(_table(A.host_classes_frame(an)))
     per_guest = A.guest_feasibility(an, labels=True)
-    if len(per_guest):
+    if 0 < len(per_guest) <= 4 * max_host_rows:
         add(_png(P.verdict_heatmap(per_guest, "Existing guests: verdict per destination host "
                                               "class")))
 

@@ -63,8 +63,7 @@ def verdict_heatmap(matrix: pd.DataFrame, title: str, xlabel: str | None = None,
     fig = _figure(max(5.0, 0.7 * cols + 3.5), max(2.5, 0.4 * rows + 1.8))
     ax = fig.add_subplot(1, 1, 1)
     codes = verdict_codes(matrix).to_numpy()
-    cmap = ListedColormap(list(VERDICT_COLORS))
-    cmap.set_bad("white")
+    cmap = ListedColormap(list(VERDICT_COLORS)).with_extremes(bad="white")
     norm = BoundaryNorm(np.arange(-0.5, len(VERDICT_ORDER) + 0.5), cmap.N)
     ax.imshow(np.ma.masked_invalid(codes), cmap=cmap, norm=norm, aspect="auto",
               interpolation="nearest")

@@ -323,3 +323,22 @@ def test_other_commands_do_not_import_pandas_or_matplotlib() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=str(REPO), check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_large_cluster_views_group_hosts_by_cpu_and_class() -> None:
+    rep = report("intel-amd-mixed")
+    by_cpu = A.feature_matrix(rep.inv, by="cpu")
+    # 2 identical Cascade Lake hosts, 2 identical EPYC-Rome, 1 EPYC-Milan
+    assert len(by_cpu) == 3 and by_cpu.index[0].startswith("Cascadelake-Server (2 hosts")
+    per_host = A.feature_matrix(rep.inv)
+    assert by_cpu.iloc[0].equals(per_host.loc["intel-01", by_cpu.columns].rename(
+        by_cpu.index[0]))
+    cm = A.feasibility_matrix(rep.analysis, by="class")
+    assert cm.shape == (len(rep.analysis.classes),) * 2
+    hm = A.feasibility_matrix(rep.analysis)
+    for a, ca in rep.analysis.classes.items():
+        for b, cb in rep.analysis.classes.items():
+            pairs = [hm.loc[s, d] for s in ca.hosts for d in cb.hosts if s != d]
+            expected = pairs[0] if pairs else "-"
+            assert cm.loc[A.class_label(rep.analysis, a), A.class_label(rep.analysis, b)] \
+                == expected

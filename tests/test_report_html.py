@@ -53,3 +53,14 @@ def test_report_requires_out() -> None:
 def test_report_help_has_an_example() -> None:
     r = run_cli("report", "--help")
     assert r.returncode == 0 and "Example:" in r.stdout and "migplan report" in r.stdout
+
+
+def test_large_clusters_get_per_cpu_and_per_class_views() -> None:
+    from planner.analysis import load_report
+    from planner.html_report import render_html
+
+    rep = load_report(FIX / "mixed-intel-generations")
+    page = render_html(rep, max_host_rows=2)  # pretend 5 hosts are many
+    assert "Per CPU model" in page and "Per CPU mode and model" in page
+    assert len(PNG.findall(page)) >= 4
+    assert "<th>c1</th>" in page  # the host classes the per-class heatmap is drawn by
