@@ -20,7 +20,7 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 #: notebook -> fixtures it runs on (every notebook runs on at least the first)
 FIXTURES = {
     "capacity_review": ["mixed-intel-generations", "intel-amd-mixed"],
-    "what_if": ["mixed-intel-generations"],
+    "what_if": ["mixed-intel-generations", "intel-amd-mixed"],
 }
 DEFAULT_FIXTURES = ["mixed-intel-generations"]
 
