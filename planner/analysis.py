@@ -15,6 +15,7 @@ pandas is imported here, outside the pure core; CLI commands other than
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,8 +73,6 @@ def resolve_snapshot(snapshot: str | Path | None = None, *, env: Mapping[str, st
     ``default``.  A relative path is tried as given, then against the repository
     root and its ``fixtures/`` directory, so notebooks work from any directory.
     """
-    import os
-
     env = os.environ if env is None else env
     chosen = str(snapshot) if snapshot else (env.get("MIGPLAN_SNAPSHOT") or default)
     p = Path(chosen).expanduser()
@@ -484,7 +483,8 @@ def what_if(rep: Report, retire: Iterable[str] = (), add: Iterable[Host] = ()) -
     catalog and groups) and compare: baseline, features gained/lost, matrix change.
 
     Guests of retired hosts are dropped with them (they would move elsewhere
-    first: see the drain plan).  Added hosts get no aggregate with ``groups``
+    first: see the drain plan).  The matrix change is per host pair (hosts
+    squared, like ``planner.graph.host_graph``): for small and mid-size clusters.  Added hosts get no aggregate with ``groups``
     unless they are in it under their new name.
     """
     retire = list(retire)
