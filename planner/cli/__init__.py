@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "demo": "planner.cli.demo:demo",
     "lab": "planner.cli.lab:lab",
     "recommend": "planner.cli.recommend:recommend_cmd",
+    "report": "planner.cli.report_html:report_cmd",
 }
 
 EXIT_CODES_HELP = """\b
