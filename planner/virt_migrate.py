@@ -1,0 +1,139 @@
+"""libvirt side of live migration (to be folded into planner.virt)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import libvirt
+
+from planner.errors import MigplanError
+from planner.migrate import GuestPresence, MigrationPlan, Progress
+
+_STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
+}
+
+
+def _silence(_ctx: Any, _err: Any) -> None:
+    return None
+
+
+libvirt.registerErrorHandler(_silence, None)
+
+
+def _open(uri: str, read_only: bool = False) -> libvirt.virConnect:
+    try:
+        conn = libvirt.openReadOnly(uri) if read_only else libvirt.open(uri)
+    except libvirt.libvirtError as err:
+        raise MigplanError(f"cannot connect to {uri}: {err.get_error_message()}") from None
+    return conn
+
+
+class LibvirtMigrationDriver:
+    poll_s = 0.25
+
+    def presence(self, uri: str, guest: str) -> GuestPresence:
+        conn = _open(uri, read_only=True)
+        try:
+            try:
+                dom = conn.lookupByName(guest)
+            except libvirt.libvirtError:
+                return GuestPresence(False)
+            state = _STATES.get(dom.state()[0], "unknown")
+            return GuestPresence(True, bool(dom.isActive()), bool(dom.isPersistent()), state)
+        finally:
+            conn.close()
+
+    def run(self, plan: MigrationPlan, on_progress: Callable[[Progress], None],
+            stop: threading.Event) -> str | None:
+        conn = _open(plan.source_uri)
+        poll = _open(plan.source_uri)
+        try:
+            dom = conn.lookupByName(plan.guest)
+            pdom = poll.lookupByName(plan.guest)
+            flags = 0
+            for name in plan.flags:
+                flags |= getattr(libvirt, "VIR_MIGRATE_" + name)
+            params: dict[str, Any] = {}
+            if "bandwidth" in plan.params:
+                params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(plan.params["bandwidth"])
+            if "parallel.connections" in plan.params:
+                params[libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] = int(
+                    plan.params["parallel.connections"])
+            if "max_downtime_ms" in plan.params:
+                dom.migrateSetMaxDowntime(int(plan.params["max_downtime_ms"]), 0)
+            result: dict[str, str | None] = {"error": None}
+
+            def work() -> None:
+                try:
+                    dom.migrateToURI3(plan.destination_uri, params, flags)
+                except libvirt.libvirtError as err:
+                    result["error"] = err.get_error_message() or str(err)
+
+            th = threading.Thread(target=work, name=f"migrate-{plan.guest}", daemon=True)
+            t0 = time.monotonic()
+            th.start()
+            acted = False
+            while th.is_alive():
+                try:
+                    th.join(self.poll_s)
+                    if not th.is_alive():
+                        break
+                    elapsed = time.monotonic() - t0
+                    on_progress(_progress(pdom, elapsed))
+                    timed_out = plan.timeout_s is not None and elapsed > plan.timeout_s
+                    if not acted and (stop.is_set() or timed_out):
+                        acted = True
+                        if timed_out and not stop.is_set() and plan.timeout_action == "postcopy":
+                            _try(pdom.migrateStartPostCopy, 0)
+                        else:
+                            if timed_out:
+                                stop.set()
+                            _try(pdom.abortJob)
+                except KeyboardInterrupt:
+                    stop.set()
+                    acted = True
+                    _try(pdom.abortJob)
+            err = result["error"]
+            if err is None and stop.is_set() and acted:
+                return None  # job finished before the abort took effect
+            return err
+        finally:
+            for c in (conn, poll):
+                try:
+                    c.close()
+                except libvirt.libvirtError:
+                    pass
+
+
+def _try(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except libvirt.libvirtError:
+        pass
+
+
+def _progress(dom: libvirt.virDomain, elapsed: float) -> Progress:
+    try:
+        st = dom.jobStats()
+    except libvirt.libvirtError:
+        return Progress(elapsed)
+    return Progress(
+        elapsed_s=elapsed,
+        data_total=st.get("data_total"),
+        data_processed=st.get("data_processed"),
+        data_remaining=st.get("data_remaining"),
+        dirty_rate=st.get("memory_dirty_rate"),
+        iteration=st.get("memory_iteration"),
+        phase="postcopy" if st.get("type") and st.get("memory_postcopy_requests") else "precopy",
+    )
