@@ -46,3 +46,12 @@ class PartialError(MigplanError):
     """Some hosts could not be collected; the others were."""
 
     exit_code = 5
+
+
+class HostError(MigplanError):
+    """One host could not be read.  ``kind``: unreachable, auth, timeout, unsupported,
+    denied or error -- what ``collect`` records for it in the manifest."""
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind

@@ -73,7 +73,7 @@ class Domain:
     numatune_mode: str | None = None  # strict, preferred, interleave, restrictive
     numatune_nodes: tuple[int, ...] = ()
     vnuma_cells: tuple[tuple[int, tuple[int, ...], int], ...] = ()  # (id, vcpus, memory KiB)
-    hugepages_kib: tuple[int, ...] = ()  # page sizes backing memory (empty: none)
+    hugepages_kib: tuple[int, ...] = ()  # page sizes backing memory (empty: none; 0: host default)
     disks: tuple[Disk, ...] = ()
     hostdevs: tuple[HostDev, ...] = ()
     tsc_frequency: int | None = None  # <clock><timer name='tsc' frequency=...>
@@ -102,6 +102,9 @@ class Host:
     tsc_scaling: bool | None = None
     domains: tuple[Domain, ...] = ()
     missing: tuple[str, ...] = field(default=())  # what the snapshot lacked for this host
+    hostname: str | None = None  # libvirt's virConnectGetHostname (may differ from name)
+    cpu_model_names: tuple[str, ...] | None = None  # virConnectGetCPUModelNames for arch
+    unusable_models: tuple[str, ...] | None = None  # domcapabilities custom models usable='no'
 
 
 @dataclass(frozen=True)

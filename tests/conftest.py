@@ -90,3 +90,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     finally:
         stop()
         atexit.unregister(stop)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="Rewrite tests/golden/ from the current output (review the diff).")
+
+
+@pytest.fixture
+def update_golden(request) -> bool:
+    return bool(request.config.getoption("--update-golden")
+                or os.environ.get("MIGPLAN_UPDATE_GOLDEN") == "1")

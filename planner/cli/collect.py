@@ -1,0 +1,117 @@
+"""`migplan collect`: read every host into an inventory snapshot directory."""
+
+from __future__ import annotations
+
+import signal
+
+import click
+
+from planner.cli.output import emit, read_input, render_table
+from planner.collect import DEFAULT_TIMEOUT, DEFAULT_WORKERS, HostEvent, collect
+from planner.errors import InputError, UsageError
+from planner.hostsources import (
+    DEFAULT_URI_TEMPLATE,
+    Target,
+    dedupe,
+    from_uris,
+    parse_ansible_inventory,
+    parse_hosts_file,
+)
+
+
+def _text(path: str) -> str:
+    data = read_input(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text file") from None
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _lab_targets() -> list[Target]:
+    from planner.lab import Lab, default_state_dir
+
+    lab = Lab()
+    if not lab.recorded:
+        raise UsageError(f"--lab: no lab in {default_state_dir()} (start one with `migplan lab up`)")
+    return [Target(uri, name) for name, uri in lab.uris().items()]
+
+
+@click.command("collect")
+@click.argument("uris", nargs=-1, metavar="[URI]...")
+@click.option("--hosts-file", metavar="F", help="One libvirt URI or hostname per line (# comments).")
+@click.option("--ansible-inventory", metavar="F",
+              help="An Ansible inventory (INI or YAML, as kolla-/xavs-ansible write them).")
+@click.option("--group", metavar="G", help="The inventory group to collect (with its children).")
+@click.option("--uri-template", metavar="T", default=DEFAULT_URI_TEMPLATE, show_default=True,
+              help="How a hostname becomes a URI: {host} is the address (ansible_host when set), "
+                   "{name} the inventory name.")
+@click.option("--lab", is_flag=True, help="Collect from the hosts of `migplan lab up`.")
+@click.option("--out", "out", metavar="DIR", required=True,
+              help="New snapshot directory (must not exist, or be empty).")
+@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="S",
+              help="Seconds allowed per host.")
+@click.option("--workers", type=int, default=DEFAULT_WORKERS, show_default=True, metavar="N",
+              help="Hosts read in parallel.")
+def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory: str | None,
+                group: str | None, uri_template: str, lab: bool, out: str, timeout: float,
+                workers: int) -> None:
+    """Collect capabilities, guests and resources of every host into a snapshot.
+
+    Read-only: nothing changes on any host.  Each host's raw XML is stored as
+    libvirt gave it, under DIR/hosts/<name>/, with DIR/manifest.json written
+    last.  A host that cannot be read (unreachable, auth refused, timeout) is
+    recorded in the manifest, the others are collected, and the exit code is 5.
+
+    \b
+    Example:
+      migplan collect qemu+ssh://root@cn1/system qemu+ssh://root@cn2/system --out snap
+      migplan collect --ansible-inventory multinode --group compute --out snap
+      migplan collect --hosts-file hosts.txt --uri-template 'qemu+tcp://{host}/system' --out snap
+    """
+    if group and not ansible_inventory:
+        raise UsageError("--group needs --ansible-inventory")
+    if ansible_inventory and not group:
+        raise UsageError("--ansible-inventory needs --group (e.g. --group compute)")
+    targets: list[Target] = from_uris(list(uris))
+    if hosts_file:
+        targets += parse_hosts_file(_text(hosts_file), hosts_file, uri_template)
+    if ansible_inventory and group:
+        targets += parse_ansible_inventory(_text(ansible_inventory), ansible_inventory, group,
+                                           uri_template)
+    if lab:
+        targets += _lab_targets()
+    targets = dedupe(targets)
+    if not targets:
+        raise UsageError("no hosts: give URIs, --hosts-file, --ansible-inventory/--group or --lab")
+
+    total = len(targets)
+    done = 0
+
+    def progress(ev: HostEvent) -> None:
+        nonlocal done
+        who = ev.name or ev.uri
+        if ev.status == "connecting":
+            return
+        done += 1
+        width = 24
+        filled = width * done // total
+        bar = "#" * filled + "-" * (width - filled)
+        line = f"[{bar}] {done}/{total} {who}: {ev.status}"
+        if ev.detail:
+            line += f" ({ev.detail})"
+        click.echo(line, err=True)
+
+    # SIGTERM unwinds like Ctrl-C, so the half-written snapshot is removed.
+    signal.signal(signal.SIGTERM, _terminate)
+    result = collect(targets, out, timeout=timeout, workers=workers, progress=progress)
+    rows = [[h.name, h.status, h.guests, f"{h.duration:.2f}s",
+             h.error or (f"{len(h.warnings)} reads failed, see manifest.json"
+                         if h.warnings else "")] for h in result.hosts]
+    emit(render_table(["host", "status", "guests", "duration", "error"], rows))
+    ok = total - len(result.failed)
+    emit(f"\n{ok} of {total} hosts collected into {result.out_dir} in {result.duration:.2f}s\n")
+    result.raise_if_partial()
