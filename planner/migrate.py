@@ -12,11 +12,19 @@ afterwards, never assumed from the API's return value.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from planner.errors import InfeasibleError, MigplanError, MigrationFailed, UsageError
+from planner.errors import HostError, InfeasibleError, MigplanError, MigrationFailed, UsageError
+from planner.hostsources import uri_host
+from planner.model import Domain, Host
+
+#: Pre-flight verdicts that refuse a move unless forced.
+REFUSED = ("blocked", "unknown")
+#: States in which a guest can be live-migrated.
+MIGRATABLE_STATES = ("running", "paused", "blocked")
 
 # Flag names are libvirt's (VIR_MIGRATE_*); the driver maps them to numbers.
 BASE_FLAGS = ("LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE", "ABORT_ON_ERROR")
@@ -146,7 +154,9 @@ def make_plan(
         raise UsageError("--on-timeout must be abort or postcopy")
     if opts.timeout_action == "postcopy" and not opts.postcopy:
         raise UsageError("--on-timeout postcopy needs --postcopy")
-    blocked = [p for p in preflight if p[0] == "blocked"]
+    # "unknown" is refused like "blocked": a move is done only when proven feasible
+    # (the same answer as `migplan check`, which exits 3 on both).
+    blocked = [p for p in preflight if p[0] in REFUSED]
     if blocked and not opts.force:
         raise InfeasibleError(
             f"refusing to migrate {guest} to {destination}: "
@@ -262,3 +272,126 @@ def verify(
         f"{plan.guest} is running neither on {plan.source} nor on {plan.destination} "
         f"(source: {src.state}, destination: {dst.state}); libvirt said: {error}"
     )
+
+
+# ---- from a guest name and a destination to a plan, on fresh state ----------------------------
+
+#: ``preflight(guest, source, destination)`` -> [(verdict, code, message)], every rule's answer.
+Preflight = Callable[[Domain, Host, Host], Sequence[tuple[str, str, str]]]
+#: ``read({name: uri})`` -> {name: Host}: the hosts' state now (``planner.livestate``).
+ReadHosts = Callable[[Mapping[str, str]], Mapping[str, Host]]
+
+
+def rules_preflight(policy: Any, catalog: Any) -> Preflight:
+    """The pre-flight of ``migplan check``: every rule of ``planner.rules``."""
+    from planner.rules import assess
+
+    def run(g: Domain, src: Host, dst: Host) -> list[tuple[str, str, str]]:
+        return [(v.status, v.code, v.message) for v in assess(g, src, dst, policy, catalog).verdicts]
+
+    return run
+
+
+def resolve_host(what: str, hosts: Mapping[str, str]) -> tuple[str, str]:
+    """A host name (one of ``hosts``) or a libvirt URI -> (name, uri)."""
+    if what in hosts:
+        return what, hosts[what]
+    if "://" in what:
+        name = next((n for n, u in hosts.items() if u == what), None)
+        return name or uri_host(what) or what, what
+    known = ", ".join(hosts) or "none: use --lab, --snapshot DIR or a libvirt URI"
+    raise UsageError(f"unknown host {what!r} (known hosts: {known})")
+
+
+def locate(guest: str, hosts: Mapping[str, str],
+           presence: Callable[[str, str], GuestPresence]) -> dict[str, GuestPresence | str]:
+    """Ask every host whether it has ``guest``: name -> presence, or the error text."""
+    def ask(uri: str) -> GuestPresence | str:
+        try:
+            return presence(uri, guest)
+        except MigplanError as err:
+            return str(err)
+
+    if not hosts:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
+        futures = {name: pool.submit(ask, uri) for name, uri in hosts.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def find_source(guest: str, dest: tuple[str, str], hosts: Mapping[str, str],
+                presence: Callable[[str, str], GuestPresence]) -> tuple[str, str]:
+    """The host where ``guest`` runs, searching ``hosts`` and the destination."""
+    search = dict(hosts)
+    search.setdefault(dest[0], dest[1])
+    found = locate(guest, search, presence)
+    running = [n for n, p in found.items() if isinstance(p, GuestPresence) and p.active]
+    if len(running) > 1:
+        raise MigplanError(f"{guest} runs on several hosts at once ({', '.join(running)}): "
+                           "resolve that first")
+    if running:
+        name = running[0]
+        if search[name] == dest[1] or name == dest[0]:
+            raise UsageError(f"{guest} already runs on {dest[0]}: the destination is its source")
+        return name, search[name]
+    defined = [f"{p.state} on {n}" for n, p in found.items()
+               if isinstance(p, GuestPresence) and p.exists]
+    if defined:
+        raise UsageError(f"{guest} is not running ({', '.join(defined)}): only a running guest "
+                         "can be live-migrated")
+    unreachable = [f"{n} ({p})" for n, p in found.items() if isinstance(p, str)]
+    extra = f"; could not ask {', '.join(unreachable)}" if unreachable else ""
+    if not hosts:
+        raise UsageError(f"cannot tell where {guest} runs: give --source, --lab or --snapshot DIR")
+    raise UsageError(f"unknown guest {guest!r}: no host runs it "
+                     f"(searched {', '.join(search)}){extra}")
+
+
+def local_disks(g: Domain, src: Host) -> list[DiskCopy]:
+    """Writable disks local to the source: what --copy-storage has to copy."""
+    from planner.rules import _disk_locality
+
+    out = []
+    for d in g.disks:
+        if d.readonly or d.device in ("cdrom", "floppy"):
+            continue
+        if _disk_locality(d, src):
+            out.append(DiskCopy(d.target, d.source, d.size_bytes))
+    return out
+
+
+def prepare(guest: str, dest: str, *, hosts: Mapping[str, str], source: str | None,
+            opts: MigrateOptions, preflight: Preflight, read: ReadHosts,
+            presence: Callable[[str, str], GuestPresence]) -> MigrationPlan:
+    """Resolve the hosts, find the guest, read both hosts now, pre-flight, plan.
+
+    Changes nothing anywhere.  Raises UsageError for bad names, InfeasibleError
+    when the pre-flight refuses (unless ``opts.force``), HostError when a host
+    cannot be read.
+    """
+    dst_name, dst_uri = resolve_host(dest, hosts)
+    if source is not None:
+        src_name, src_uri = resolve_host(source, hosts)
+    else:
+        src_name, src_uri = find_source(guest, (dst_name, dst_uri), hosts, presence)
+    if src_uri == dst_uri or src_name == dst_name:
+        raise UsageError(f"destination {dst_name} is the source host of {guest}")
+    try:
+        state = read({src_name: src_uri, dst_name: dst_uri})
+    except HostError as err:
+        raise HostError(f"cannot read {src_name} and {dst_name} before migrating: {err}",
+                        err.kind) from None
+    src, dst = state[src_name], state[dst_name]
+    g = next((d for d in src.domains if d.name == guest), None)
+    if g is None:
+        raise UsageError(f"unknown guest {guest!r}: not on {src_name}")
+    if g.state not in MIGRATABLE_STATES:
+        raise UsageError(f"{guest} is {g.state} on {src_name}, not running: only a running "
+                         "guest can be live-migrated")
+    verdicts = list(preflight(g, src, dst))
+    if any(d.name == guest for d in dst.domains):
+        # libvirt refuses an incoming guest whose name is defined there already
+        verdicts.insert(0, ("blocked", "destination.name-taken",
+                            f"{dst_name} already has a guest named {guest}"))
+    return make_plan(guest, src_name, src_uri, dst_name, dst_uri, memory_kib=g.memory_kib,
+                     local_disks=local_disks(g, src), opts=opts, preflight=tuple(verdicts))

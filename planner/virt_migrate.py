@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -9,7 +10,8 @@ from typing import Any
 
 import libvirt
 
-from planner.errors import MigplanError
+from planner.errors import HostError
+from planner.hostsources import redact_uri
 from planner.migrate import GuestPresence, MigrationPlan, Progress
 
 _STATES = {
@@ -35,20 +37,29 @@ def _open(uri: str, read_only: bool = False) -> libvirt.virConnect:
     try:
         conn = libvirt.openReadOnly(uri) if read_only else libvirt.open(uri)
     except libvirt.libvirtError as err:
-        raise MigplanError(f"cannot connect to {uri}: {err.get_error_message()}") from None
+        raise HostError(f"cannot connect to {redact_uri(uri)}: {err.get_error_message()}",
+                        "unreachable") from None
     return conn
 
 
 class LibvirtMigrationDriver:
+    """Runs a planned migration through libvirt; never decides whether it worked
+    (``planner.migrate.verify`` asks both hosts)."""
+
     poll_s = 0.25
+    #: After an abort (Ctrl-C, timeout) how long to wait for libvirt to end the job
+    #: before reporting; the job thread is left to finish on its own after that.
+    abort_grace_s = 120.0
 
     def presence(self, uri: str, guest: str) -> GuestPresence:
         conn = _open(uri, read_only=True)
         try:
             try:
                 dom = conn.lookupByName(guest)
-            except libvirt.libvirtError:
-                return GuestPresence(False)
+            except libvirt.libvirtError as err:
+                if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return GuestPresence(False)
+                raise HostError(f"{redact_uri(uri)}: {err.get_error_message()}") from None
             state = _STATES.get(dom.state()[0], "unknown")
             return GuestPresence(True, bool(dom.isActive()), bool(dom.isPersistent()), state)
         finally:
@@ -72,7 +83,7 @@ class LibvirtMigrationDriver:
                     plan.params["parallel.connections"])
             if "max_downtime_ms" in plan.params:
                 dom.migrateSetMaxDowntime(int(plan.params["max_downtime_ms"]), 0)
-            result: dict[str, str | None] = {"error": None}
+            result: dict[str, str | None] = {"error": None, "timeout": None}
 
             def work() -> None:
                 try:
@@ -83,51 +94,62 @@ class LibvirtMigrationDriver:
             th = threading.Thread(target=work, name=f"migrate-{plan.guest}", daemon=True)
             t0 = time.monotonic()
             th.start()
-            acted = False
+            acted_at: float | None = None
+            phase = "precopy"
             while th.is_alive():
                 try:
                     th.join(self.poll_s)
                     if not th.is_alive():
                         break
                     elapsed = time.monotonic() - t0
-                    on_progress(_progress(pdom, elapsed))
+                    on_progress(_progress(pdom, elapsed, phase))
                     timed_out = plan.timeout_s is not None and elapsed > plan.timeout_s
-                    if not acted and (stop.is_set() or timed_out):
-                        acted = True
+                    if acted_at is None and (stop.is_set() or timed_out):
+                        acted_at = elapsed
                         if timed_out and not stop.is_set() and plan.timeout_action == "postcopy":
+                            # the guest then runs on the destination, pages follow on demand
+                            phase = "postcopy"
                             _try(pdom.migrateStartPostCopy, 0)
                         else:
                             if timed_out:
+                                result["timeout"] = (f"no completion within {plan.timeout_s:g} s: "
+                                                     "aborted")
                                 stop.set()
                             _try(pdom.abortJob)
+                    elif acted_at is not None and elapsed - acted_at > self.abort_grace_s:
+                        result["error"] = (result["error"] or
+                                           f"libvirt did not end the job {self.abort_grace_s:g} s "
+                                           "after the abort")
+                        break
                 except KeyboardInterrupt:
+                    # Ctrl-C: abort the job and keep waiting for libvirt to end it, so the
+                    # guest is never left between hosts; verification then says where it is
                     stop.set()
-                    acted = True
-                    _try(pdom.abortJob)
+                    if acted_at is None:
+                        acted_at = time.monotonic() - t0
+                        _try(pdom.abortJob)
             err = result["error"]
-            if err is None and stop.is_set() and acted:
+            if err is not None and result.get("timeout"):
+                err = f"{result['timeout']} ({err})"
+            if err is None and stop.is_set() and acted_at is not None:
                 return None  # job finished before the abort took effect
             return err
         finally:
             for c in (conn, poll):
-                try:
+                with contextlib.suppress(libvirt.libvirtError):
                     c.close()
-                except libvirt.libvirtError:
-                    pass
 
 
 def _try(fn: Callable[..., Any], *args: Any) -> None:
-    try:
+    with contextlib.suppress(libvirt.libvirtError):
         fn(*args)
-    except libvirt.libvirtError:
-        pass
 
 
-def _progress(dom: libvirt.virDomain, elapsed: float) -> Progress:
+def _progress(dom: libvirt.virDomain, elapsed: float, phase: str) -> Progress:
     try:
         st = dom.jobStats()
     except libvirt.libvirtError:
-        return Progress(elapsed)
+        return Progress(elapsed, phase=phase)
     return Progress(
         elapsed_s=elapsed,
         data_total=st.get("data_total"),
@@ -135,5 +157,5 @@ def _progress(dom: libvirt.virDomain, elapsed: float) -> Progress:
         data_remaining=st.get("data_remaining"),
         dirty_rate=st.get("memory_dirty_rate"),
         iteration=st.get("memory_iteration"),
-        phase="postcopy" if st.get("type") and st.get("memory_postcopy_requests") else "precopy",
+        phase=phase,
     )
