@@ -258,7 +258,8 @@ def verify(
                        f"gone from {plan.source}", duration, details)
     if src.active:
         status = "aborted" if aborted else "failed"
-        why = error or "the destination did not end with a running, persistent guest"
+        why = error or ("aborted" if aborted else
+                        "the destination did not end with a running, persistent guest")
         return Outcome(plan.guest, status, plan.source,
                        f"{plan.guest} is still running on {plan.source}: {why}", duration, details)
     if dst.active:

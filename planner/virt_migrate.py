@@ -54,16 +54,17 @@ class LibvirtMigrationDriver:
     def presence(self, uri: str, guest: str) -> GuestPresence:
         conn = _open(uri, read_only=True)
         try:
-            try:
-                dom = conn.lookupByName(guest)
-            except libvirt.libvirtError as err:
-                if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                    return GuestPresence(False)
-                raise HostError(f"{redact_uri(uri)}: {err.get_error_message()}") from None
+            dom = conn.lookupByName(guest)
             state = _STATES.get(dom.state()[0], "unknown")
             return GuestPresence(True, bool(dom.isActive()), bool(dom.isPersistent()), state)
+        except libvirt.libvirtError as err:
+            # an incoming guest being torn down vanishes between the lookup and the state
+            if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return GuestPresence(False)
+            raise HostError(f"{redact_uri(uri)}: {err.get_error_message()}") from None
         finally:
-            conn.close()
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
 
     def run(self, plan: MigrationPlan, on_progress: Callable[[Progress], None],
             stop: threading.Event) -> str | None:
@@ -90,16 +91,22 @@ class LibvirtMigrationDriver:
                     dom.migrateToURI3(plan.destination_uri, params, flags)
                 except libvirt.libvirtError as err:
                     result["error"] = err.get_error_message() or str(err)
+                except BaseException as err:  # noqa: BLE001 - reported, never lost in a thread
+                    result["error"] = f"{type(err).__name__}: {err}"
+                finally:
+                    finished.set()
 
+            # Wait on an Event, not Thread.join: a join interrupted by Ctrl-C can leave
+            # is_alive() False while migrateToURI3 still runs (CPython gh-90882).
+            finished = threading.Event()
             th = threading.Thread(target=work, name=f"migrate-{plan.guest}", daemon=True)
             t0 = time.monotonic()
             th.start()
             acted_at: float | None = None
             phase = "precopy"
-            while th.is_alive():
+            while not finished.is_set():
                 try:
-                    th.join(self.poll_s)
-                    if not th.is_alive():
+                    if finished.wait(self.poll_s):
                         break
                     elapsed = time.monotonic() - t0
                     on_progress(_progress(pdom, elapsed, phase))

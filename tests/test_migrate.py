@@ -224,12 +224,38 @@ def test_timeout_aborts_and_the_guest_stays_on_the_source(lab, heavy):
     assert where(lab, heavy) == {"lab1": ("running", True)}
 
 
-def test_destination_dying_mid_migration_leaves_the_guest_on_the_source(lab, heavy):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "planner", "migrate", heavy, "lab3", "--lab", "--bandwidth", "4"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+def start_migplan(lab, *args: str) -> subprocess.Popen[str]:
+    # SIGINT at its default, so the child gets KeyboardInterrupt like at a terminal
+    return subprocess.Popen(
+        [sys.executable, "-m", "planner", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         env={**os.environ, "MIGPLAN_LAB_DIR": str(lab.state_dir),
              "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+
+
+def test_ctrl_c_aborts_the_job_and_the_guest_stays_on_the_source(lab, heavy):
+    proc = start_migplan(lab, "migrate", heavy, "lab2", "--lab", "--bandwidth", "4")
+    try:
+        wait_for(lambda: incoming_qemu(lab, "lab2", heavy), 60, "the incoming QEMU on lab2")
+        time.sleep(1.0)
+        assert proc.poll() is None, "the migration ended before Ctrl-C"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    assert proc.returncode == 4, err
+    assert "still running on lab1" in err and "abort" in err
+    # the job is over (not merely our wait for it) and nothing is left on lab2
+    assert "None" in virsh(lab.uris()["lab1"], "domjobinfo", heavy).stdout
+    wait_for(lambda: not incoming_qemu(lab, "lab2", heavy), 30, "the incoming QEMU to go")
+    assert where(lab, heavy) == {"lab1": ("running", True)}
+
+
+def test_destination_dying_mid_migration_leaves_the_guest_on_the_source(lab, heavy):
+    proc = start_migplan(lab, "migrate", heavy, "lab3", "--lab", "--bandwidth", "4")
     try:
         wait_for(lambda: incoming_qemu(lab, "lab3", heavy), 60, "the incoming QEMU on lab3")
         time.sleep(1.0)  # let the stream run

@@ -84,8 +84,8 @@ class ProgressBar:
 
     def __call__(self, p: Any) -> None:
         now = time.monotonic()
-        if not self.tty and now - self.last < 1.0:
-            return
+        if not p.data_total or (not self.tty and now - self.last < 1.0):
+            return  # no figures (job starting or ending) or too soon for a log line
         self.last = now
         total = p.data_total or 0
         done = p.data_processed or 0
