@@ -69,3 +69,21 @@ def read_hosts(hosts: Mapping[str, str], connect: Connect = default_connect) -> 
     with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
         futures = {name: pool.submit(read_one, name, uri, connect) for name, uri in hosts.items()}
         return {name: f.result() for name, f in futures.items()}
+
+
+def read_available(hosts: Mapping[str, str], connect: Connect = default_connect
+                   ) -> tuple[dict[str, Host], dict[str, str]]:
+    """Like read_hosts, but a host that cannot be read is returned as an error, not raised."""
+    from planner.errors import MigplanError
+
+    def one(name: str, uri: str) -> Host | str:
+        try:
+            return read_one(name, uri, connect)
+        except MigplanError as err:
+            return str(err)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(hosts)))) as pool:
+        futures = {name: pool.submit(one, name, uri) for name, uri in hosts.items()}
+        got = {name: f.result() for name, f in futures.items()}
+    return ({n: h for n, h in got.items() if isinstance(h, Host)},
+            {n: h for n, h in got.items() if isinstance(h, str)})

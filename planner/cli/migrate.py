@@ -235,3 +235,136 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
     if outcome.on == plan.source:
         raise MigrationFailed(f"migration of {guest} failed; {outcome.message}")
     raise MigplanError(f"migration of {guest} did not complete cleanly; {outcome.message}")
+
+
+# ---- drain ------------------------------------------------------------------------------------
+
+
+def render_drain_plan(plan: Any, unread: dict[str, str]) -> str:
+    rows = []
+    for n, wave in enumerate(plan.waves, start=1):
+        for a in wave:
+            why = "; ".join(f"[{c}] {m}" for _, c, m in a.reasons) or "all rules ok"
+            if a.transient:
+                why += "; transient: becomes persistent on the destination"
+            rows.append([n, a.guest, a.destination, f"{a.memory_kib // 1024} MiB", a.vcpus, why])
+    out = f"drain {plan.host}: {len(plan.assignments)} guest(s) in {len(plan.waves)} wave(s) " \
+          f"of at most {plan.max_parallel}\n"
+    if rows:
+        out += render_table(["wave", "guest", "destination", "memory", "vcpus", "reasons"], rows)
+    for s in plan.stuck:
+        out += f"cannot move {s.guest}:\n"
+        for dst, vs in s.reasons:
+            out += f"  to {dst}: " + "; ".join(f"[{c}] {m}" for _, c, m in vs) + "\n"
+    for g, st in plan.not_running:
+        out += f"not running, stays defined on {plan.host}: {g} ({st})\n"
+    for h, err in unread.items():
+        out += f"not a destination (could not be read): {h}: {err}\n"
+    return out
+
+
+@click.command("drain")
+@click.argument("host", metavar="HOST")
+@hosts_options
+# the parameter is not called `execute`: that name is the migration function below
+@click.option("--execute", "run", is_flag=True, help="Run the plan (default: only show it).")
+@click.option("--max-parallel", type=click.IntRange(min=1), default=2, show_default=True,
+              metavar="K", help="Migrations at once (guests per wave).")
+@click.option("--bandwidth", type=click.IntRange(min=1), metavar="MiB/s", default=None,
+              help="Bandwidth limit of each migration.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), metavar="S", default=None,
+              help="Completion timeout of each migration (then it is aborted).")
+@policy_options
+@format_option("table", "json")
+def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_parallel: int,
+              bandwidth: int | None, timeout: float | None, cpu_map: str | None,
+              memory_reserve: int, cpu_ratio: float, no_block_migration: bool, fmt: str) -> None:
+    """Empty HOST: a destination for every running guest, in waves of --max-parallel.
+
+    Every other known host is a candidate; the state of all of them is read
+    now.  Guests are placed largest first, each on the feasible host (the
+    rules of `migplan check`) with the most free memory left, and every
+    placement is booked before the next one (memory, vCPU ratio, pinned CPUs,
+    huge pages), so no destination is promised twice.  Without --execute the
+    plan is shown: exit 0 when every guest can move, 3 when some cannot.
+
+    With --execute the waves run one after the other, each guest pre-flighted
+    again on fresh state, migrated and verified like `migplan migrate`;
+    failed guests stay on HOST, running (exit 4).  Transient guests become
+    persistent on their destination.  Ctrl-C aborts the running migrations and
+    starts no further wave.
+
+    \b
+    Example:
+      migplan drain cn02 --snapshot snap
+      migplan drain lab1 --lab --execute --max-parallel 2
+    """
+    from planner import livestate
+    from planner.catalogs import load_catalog
+    from planner.drain import plan_drain, run_drain, summary_exit_code
+    from planner.errors import InfeasibleError
+    from planner.migrate import (
+        MigrateOptions,
+        Outcome,
+        execute,
+        prepare,
+        resolve_host,
+        rules_preflight,
+    )
+    from planner.virt_migrate import LibvirtMigrationDriver
+
+    hosts = known_hosts(lab, snapshot)
+    if not hosts:
+        raise UsageError("no hosts: use --lab or --snapshot DIR")
+    name, _uri = resolve_host(host, hosts)
+    if name not in hosts:
+        raise UsageError(f"unknown host {host!r} (known hosts: {', '.join(hosts)})")
+    state, unread = livestate.read_available(hosts)
+    if name in unread:
+        raise MigplanError(f"cannot read {name}: {unread[name]}")
+    preflight = rules_preflight(_policy(memory_reserve, cpu_ratio, no_block_migration),
+                                load_catalog(cpu_map))
+    plan = plan_drain(name, state, preflight, max_parallel)
+    result = None
+    if run and plan.assignments:
+        driver = LibvirtMigrationDriver()
+        opts = MigrateOptions(bandwidth_mib=bandwidth, timeout_s=timeout)
+
+        def migrate_one(a: Any, stop: threading.Event) -> Any:
+            try:
+                p = prepare(a.guest, a.destination, hosts=hosts, source=name, opts=opts,
+                            preflight=preflight, read=livestate.read_hosts,
+                            presence=driver.presence)
+                return execute(p, driver, stop=stop)
+            except InfeasibleError as err:
+                return Outcome(a.guest, "refused", name, str(err), 0.0)
+            except MigplanError as err:
+                return Outcome(a.guest, "error", "?" if isinstance(err, MigrationFailed)
+                               else name, str(err), 0.0)
+
+        def say(o: Any) -> None:
+            click.echo(f"{o.guest}: {o.status} ({o.duration_s:.1f} s): {o.message}", err=True)
+
+        if fmt != "json":
+            emit(render_drain_plan(plan, unread))
+        click.echo(f"draining {name}: {len(plan.assignments)} guest(s)", err=True)
+        result = run_drain(plan, migrate_one, stop=threading.Event(), on_result=say)
+    code = summary_exit_code(result, plan)
+    if fmt == "json":
+        doc: dict[str, Any] = {"plan": plan.to_json(), "unreadable_hosts": unread}
+        if result is not None:
+            doc["results"] = [_outcome_json(o) for o in result.outcomes]
+            doc["not_started"] = list(result.not_started)
+        emit(render_json(doc))
+    elif result is None:
+        emit(render_drain_plan(plan, unread))
+    if result is not None:
+        msg = (f"{len(result.migrated)} migrated, {len(result.failed)} failed (still on {name}), "
+               f"{len(result.not_started)} not started, {len(plan.stuck)} cannot move")
+        if fmt != "json":
+            emit(f"summary: {msg}\n")
+        if code == 4:
+            raise MigrationFailed(f"drain of {name} incomplete: {msg}")
+    if code == 3:
+        raise InfeasibleError(f"{len(plan.stuck)} guest(s) of {name} cannot move: "
+                              + ", ".join(s.guest for s in plan.stuck))
