@@ -273,3 +273,36 @@ def test_destination_dying_mid_migration_leaves_the_guest_on_the_source(lab, hea
     assert proc.returncode == 4, err
     assert "still running on lab1" in err
     assert where(lab, heavy) == {"lab1": ("running", True)}
+
+
+# ---- drain ------------------------------------------------------------------------------------
+
+
+def test_drain_spreads_guests_one_destination_cannot_take_and_empties_the_host(lab):
+    guests = ["lab1-vm1", "lab1-vm2"]  # 1 and 2 vCPUs; lab2 and lab3 run 3 vCPUs each
+    for g in guests:
+        assert set(where(lab, g)) == {"lab1"}
+    # 2 CPUs x 2.5 = 5 vCPUs a host: each destination can take 2 more vCPUs, not 3,
+    # so the two guests must go to different hosts
+    try:
+        r = migplan(lab, "drain", "lab1", "--lab", "--cpu-ratio", "2.5", "--execute",
+                    "--max-parallel", "2", "--format", "json", timeout=300)
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        placed = {a["guest"]: a["destination"] for w in doc["plan"]["waves"] for a in w}
+        assert set(placed) == set(guests) and len(set(placed.values())) == 2
+        assert [o["status"] for o in doc["results"]] == ["migrated", "migrated"]
+        for g in guests:
+            assert where(lab, g) == {placed[g]: ("running", True)}
+    finally:
+        for g in guests:
+            move_back(lab, g, "lab1")
+
+
+def test_drain_plan_shows_guests_that_cannot_move_and_changes_nothing(lab):
+    # 2 CPUs x 1.5 = 3 vCPUs a host, already used on lab2 and lab3: nothing fits
+    r = migplan(lab, "drain", "lab1", "--lab", "--cpu-ratio", "1.5")
+    assert r.returncode == 3, r.stderr
+    assert "cannot move lab1-vm1" in r.stdout and "vcpus.overcommit" in r.stdout
+    assert where(lab, "lab1-vm1") == {"lab1": ("running", True)}
+    assert set(where(lab, "lab1-vm2")) == {"lab1"}
