@@ -168,6 +168,16 @@ def test_dry_run_prints_the_plan_and_changes_nothing(lab):
     assert where(lab, "lab2-vm1") == {"lab2": ("running", True)}
 
 
+def test_hosts_can_come_from_a_snapshot_manifest(lab, tmp_path):
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    (snap / "manifest.json").write_text(json.dumps(
+        {"hosts": [{"name": n, "uri": u, "status": "ok"} for n, u in lab.uris().items()]}))
+    r = run_cli("migrate", "lab1-vm1", "lab3", "--snapshot", str(snap), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "lab1 (qemu+tcp://" in r.stdout and "pre-flight: " in r.stdout
+
+
 # ---- refusals and bad input: nothing changes ---------------------------------------------------
 
 
@@ -222,6 +232,15 @@ def test_timeout_aborts_and_the_guest_stays_on_the_source(lab, heavy):
     assert "still running on lab1" in r.stderr and "aborted" in r.stderr
     assert took < 60
     assert where(lab, heavy) == {"lab1": ("running", True)}
+
+
+def test_timeout_can_switch_to_postcopy_and_the_guest_lands_on_the_destination(lab, heavy):
+    t0 = time.monotonic()
+    r = migplan(lab, "migrate", heavy, "lab2", "--lab", "--bandwidth", "4", "--postcopy",
+                "--timeout", "2", "--on-timeout", "postcopy")
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 < 15  # 64 MiB at 4 MiB/s would take 16 s in pre-copy
+    assert where(lab, heavy) == {"lab2": ("running", True)}
 
 
 def start_migplan(lab, *args: str) -> subprocess.Popen[str]:

@@ -300,3 +300,18 @@ def test_domain_fixture_shape_is_what_the_drain_tests_assume():
     assert {n: vcpus_running(h) for n, h in hosts.items()} == {"lab1": 3, "lab2": 3, "lab3": 3}
     assert all(h.cpus_total == 2 for h in hosts.values())
     assert isinstance(hosts["lab1"].domains[0], Domain)
+
+
+@pytest.mark.parametrize("command", ["migrate", "drain"])
+def test_migrate_and_drain_have_help_with_an_example(command):
+    from conftest import run_cli
+
+    r = run_cli(command, "--help")
+    assert r.returncode == 0 and "Example:" in r.stdout
+
+
+def test_migrate_without_known_hosts_asks_for_them():
+    from conftest import run_cli
+
+    r = run_cli("migrate", "vm1", "cn2")
+    assert r.returncode == 2 and "unknown host 'cn2'" in r.stderr and "--lab" in r.stderr
