@@ -187,6 +187,14 @@ def test_infeasible_move_is_refused_with_its_reasons_and_nothing_changes(lab):
     assert r.returncode == 3, r.stderr
     assert "memory.insufficient" in r.stderr and "--force" in r.stderr
     assert where(lab, "lab1-vm1") == {"lab1": ("running", True)}
+    # --force overrides the refusal (the move is possible: the reserve is only policy)
+    try:
+        r = migplan(lab, "migrate", "lab1-vm1", "lab2", "--lab", "--memory-reserve", "10000000",
+                    "--force")
+        assert r.returncode == 0, r.stderr
+        assert where(lab, "lab1-vm1") == {"lab2": ("running", True)}
+    finally:
+        move_back(lab, "lab1-vm1", "lab1")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -315,3 +315,16 @@ def test_migrate_without_known_hosts_asks_for_them():
 
     r = run_cli("migrate", "vm1", "cn2")
     assert r.returncode == 2 and "unknown host 'cn2'" in r.stderr and "--lab" in r.stderr
+
+
+def test_migrate_and_drain_planning_run_without_libvirt():
+    import subprocess
+    import sys
+
+    repo = FIXTURE.parent.parent
+    code = ("import sys; sys.modules['libvirt'] = None\n"
+            "import planner.migrate, planner.drain, planner.livestate\n"
+            "assert 'click' not in sys.modules\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo,
+                       env={"PYTHONPATH": str(repo)}, timeout=120)
+    assert r.returncode == 0, r.stderr
