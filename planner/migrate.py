@@ -266,6 +266,9 @@ def verify(
         # The job reported an error but the guest runs on the destination
         # (e.g. post-copy finished, or persisting failed): it is not lost.
         extra = "" if dst.persistent else " but NOT persistent there (define it before a restart)"
+        if src.exists:
+            # UNDEFINE_SOURCE did not happen: two definitions risk a second start
+            extra += f"; {plan.source} still has it defined ({src.state}): undefine it there"
         return Outcome(plan.guest, "failed", plan.destination,
                        f"{plan.guest} runs on {plan.destination}{extra}; libvirt said: {error}",
                        duration, details)

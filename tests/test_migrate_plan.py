@@ -151,6 +151,12 @@ def test_a_guest_running_on_the_destination_but_not_persistent_is_not_a_success(
     assert not o.ok and o.on == "b" and "NOT persistent" in o.message
 
 
+def test_a_definition_left_on_the_source_is_reported():
+    left = GuestPresence(True, False, True, "shutoff")
+    o = verify(plan(), FakeDriver({DST: RUNNING, SRC: left}, {}), None, 1.0)
+    assert not o.ok and o.on == "b" and "still has it defined (shutoff)" in o.message
+
+
 def test_a_guest_lost_on_both_sides_is_a_loud_error():
     with pytest.raises(MigrationFailed, match="running neither on a nor on b"):
         verify(plan(), FakeDriver({}, {}), "boom", 1.0)
