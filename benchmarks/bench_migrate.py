@@ -107,6 +107,8 @@ def main() -> int:
           f"max {max(times['virsh']):.3f})")
     print(f"migplan migrate median {mm:.3f} s  (min {min(times['migplan']):.3f}, "
           f"max {max(times['migplan']):.3f})")
+    for tool in ("virsh", "migplan"):
+        print(f"  {tool:8} " + " ".join(f"{t:.3f}" for t in times[tool]))
     print(f"ratio migplan/virsh: {ratio:.3f}  (floor {FLOOR})  "
           f"{'OK' if ratio <= FLOOR else 'OVER THE FLOOR'}")
     print(f"migplan --dry-run (start-up + find + read both hosts + rules) median "
