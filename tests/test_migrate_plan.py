@@ -334,3 +334,15 @@ def test_migrate_and_drain_planning_run_without_libvirt():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo,
                        env={"PYTHONPATH": str(repo)}, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_fresh_state_is_parsed_like_a_snapshot_and_an_unreachable_host_is_an_error():
+    # libvirt's built-in test driver stands in for a host (no daemon needed)
+    from planner.livestate import read_available
+
+    ok, bad = read_available({"t": "test:///default", "gone": "qemu+tcp://127.0.0.250/system"})
+    host = ok["t"]
+    assert host.name == "t" and host.cpus_total and host.free_memory_kib is not None
+    assert [(d.name, d.state, d.persistent, d.host) for d in host.domains] == \
+        [("test", "running", True, "t")]
+    assert list(bad) == ["gone"] and "127.0.0.250" in bad["gone"]
