@@ -206,7 +206,7 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
     from planner import livestate
     from planner.catalogs import load_catalog
     from planner.migrate import MigrateOptions, execute, prepare, rules_preflight
-    from planner.virt_migrate import LibvirtMigrationDriver
+    from planner.virt import LibvirtMigrationDriver
 
     opts = MigrateOptions(copy_storage=copy_storage, bandwidth_mib=bandwidth,
                           max_downtime_ms=max_downtime, auto_converge=auto_converge,
@@ -311,7 +311,7 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_paralle
         resolve_host,
         rules_preflight,
     )
-    from planner.virt_migrate import LibvirtMigrationDriver
+    from planner.virt import LibvirtMigrationDriver
 
     hosts = known_hosts(lab, snapshot)
     if not hosts:
