@@ -12,8 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import REPO, run_cli
+from conftest import REPO, run_cli
 
 FIXTURES = sorted(p.name for p in (REPO / "fixtures").iterdir() if p.is_dir())
 GOLDEN = REPO / "tests" / "golden"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import networkx as nx
+from builders import custom_cpu, guest, host, inventory
 
 from planner.catalogs import default_catalog
 from planner.graph import analyze, guest_moves, host_graph, host_pairs
 from planner.model import HostDev
 from planner.recommend import by_host, recommend, recommend_groups
 from planner.rules import FEASIBLE, Policy
-from tests.builders import custom_cpu, guest, host, inventory
 
 CAT = default_catalog()
 NEW_MACHINES = ("pc-q35-8.0", "q35", "pc-q35-7.2", "pc-i440fx-7.2", "pc")

@@ -7,6 +7,8 @@ import itertools
 from pathlib import Path
 
 import pytest
+from builders import cpus, host, with_signature
+from conftest import CORPUS
 
 from planner.catalogs import default_catalog
 from planner.cpu.cpudef import CpuFeature
@@ -16,8 +18,6 @@ from planner.cpu.render import cpu_to_xml
 from planner.errors import CpuError, InputError
 from planner.recommend import guest_cpu_for, recommend, recommend_groups
 from planner.rules import Policy
-from tests.builders import cpus, host, with_signature
-from tests.conftest import CORPUS
 
 CAT = default_catalog()
 GENS = ("broadwell", "skylake", "cascadelake", "icelake")

@@ -5,14 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from planner import rules
-from planner.catalogs import default_catalog
-from planner.cpu.cpudef import CpuFeature
-from planner.cpu.engine import compare
-from planner.model import Disk, HostDev, NumaCell, PageSize, StoragePool
-from planner.rules import BLOCKED, OK, UNKNOWN, WARN, Policy
-from tests.builders import (
+from builders import (
     GIB,
     HOST_MODEL,
     PASSTHROUGH,
@@ -22,6 +15,13 @@ from tests.builders import (
     host,
     with_signature,
 )
+
+from planner import rules
+from planner.catalogs import default_catalog
+from planner.cpu.cpudef import CpuFeature
+from planner.cpu.engine import compare
+from planner.model import Disk, HostDev, NumaCell, PageSize, StoragePool
+from planner.rules import BLOCKED, OK, UNKNOWN, WARN, Policy
 
 CAT = default_catalog()
 P = Policy()
