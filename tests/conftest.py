@@ -40,8 +40,10 @@ def cli():
 
 # ---- the lab of real libvirt hosts (planner.lab) -------------------------------------------
 
-# The test suite's lab lives on these addresses; engineers' own labs use lower ones.
-LAB_FIRST_IP = 101
+# The test suite's lab lives on these addresses (engineers' own labs use lower ones);
+# MIGPLAN_TEST_LAB_IP moves it, so two checkouts can run their suites side by side.
+# Tests that need a lab of their own use the addresses right after it.
+LAB_FIRST_IP = int(os.environ.get("MIGPLAN_TEST_LAB_IP", "101"))
 LAB_HOSTS = 3
 LAB_GUESTS = 2
 
@@ -90,3 +92,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     finally:
         stop()
         atexit.unregister(stop)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="Rewrite tests/golden/ from the current output (review the diff).")
+
+
+@pytest.fixture
+def update_golden(request) -> bool:
+    return bool(request.config.getoption("--update-golden")
+                or os.environ.get("MIGPLAN_UPDATE_GOLDEN") == "1")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, lab_unavailable_reason, run_cli
+from conftest import LAB_FIRST_IP, LAB_HOSTS, REPO, lab_unavailable_reason, run_cli
 from lxml import etree
 
 from planner import lab as labmod
@@ -22,8 +22,8 @@ needs_lab = pytest.mark.skipif(lab_unavailable_reason() is not None,
                                reason=lab_unavailable_reason() or "")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 
-# a lab of its own for the tests that stop it (the session lab runs on .101-.103)
-OWN_LAB_IP = 104
+# a lab of its own for the tests that stop it, right after the session lab's addresses
+OWN_LAB_IP = LAB_FIRST_IP + LAB_HOSTS
 
 
 def virsh(uri: str, *args: str) -> str:
@@ -170,7 +170,7 @@ def test_a_daemon_that_fails_to_start_is_reported_with_its_log(tmp_path, monkeyp
     with pytest.raises(LabError) as exc:
         lab.up()
     msg = str(exc.value)
-    assert "libvirtd for lab1 (127.0.0.104) exited with code" in msg
+    assert f"libvirtd for lab1 (127.0.0.{OWN_LAB_IP}) exited with code" in msg
     assert "last lines of" in msg and "libvirtd.conf" in msg
     assert lab.status()[0].running is False
     lab.down()
@@ -182,7 +182,7 @@ def test_a_daemon_that_fails_to_start_is_reported_with_its_log(tmp_path, monkeyp
 @pytest.mark.lab
 def test_up_starts_hosts_that_answer_with_distinct_uuids_and_hostnames(lab):
     uris = lab.uris()
-    assert uris == {f"lab{i}": f"qemu+tcp://127.0.0.{100 + i}/system" for i in (1, 2, 3)}
+    assert uris == {f"lab{i}": f"qemu+tcp://127.0.0.{LAB_FIRST_IP - 1 + i}/system" for i in (1, 2, 3)}
     uuids, hostnames = set(), set()
     for uri in uris.values():
         caps = etree.fromstring(virsh(uri, "capabilities").encode())

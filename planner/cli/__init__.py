@@ -21,9 +21,11 @@ COMMANDS: dict[str, str] = {
     "collect": "planner.cli.collect:collect_cmd",
     "cpu-baseline": "planner.cli.cpu:cpu_baseline",
     "cpu-compare": "planner.cli.cpu:cpu_compare",
+    "check": "planner.cli.recommend:check_cmd",
     "cpu-models": "planner.cli.cpu:cpu_models",
     "demo": "planner.cli.demo:demo",
     "lab": "planner.cli.lab:lab",
+    "recommend": "planner.cli.recommend:recommend_cmd",
 }
 
 EXIT_CODES_HELP = """\b

@@ -199,9 +199,10 @@ def _check_arch(cpus: Sequence[CpuDef]) -> None:
         # libvirt only looks at the first CPU's arch; mixing architectures is
         # always an operator mistake, so migplan refuses it instead.
         if c.arch is not None and c.arch != arch:
+            # ``source`` already says "FILE: CPU #n" when the CPU came from a file.
             raise CpuError(
-                f"CPU #{i}{' (' + c.source + ')' if c.source else ''} is {c.arch}, "
-                f"CPU #1 is {arch}: cannot baseline CPUs of different architectures"
+                f"{c.source or f'CPU #{i}'} is {c.arch}, {cpus[0].source or 'CPU #1'} is "
+                f"{arch}: cannot baseline CPUs of different architectures"
             )
 
 
@@ -231,8 +232,15 @@ def baseline(
     # Identical CPU definitions contribute identical bits: compute each once.
     masks: dict[tuple[object, ...], int] = {}
 
+    def fast_key(c: CpuDef) -> tuple[object, ...]:
+        # CpuDef.key() with the feature tuple by identity: the parser shares
+        # equal feature tuples, and hashing thousands of feature lists is what
+        # a 100,000-host baseline would otherwise spend its time on.  Equal
+        # tuples that are distinct objects only cost a recomputation.
+        return (c.type, c.arch, c.model, c.vendor, id(c.features), c.mode, c.match)
+
     def mask_for(c: CpuDef) -> int:
-        k = c.key()
+        k = fast_key(c)
         m = masks.get(k)
         if m is None:
             m = masks[k] = cpu_mask(c, cat)
@@ -251,8 +259,11 @@ def baseline(
 
     names: list[str] = [first.model] if first.model else []
     seen_keys: set[tuple[object, ...]] = set()
-    for c in cpus[1:]:
-        k = c.key()
+    # The parser hands out one object per distinct <cpu>: skipping repeats by
+    # identity first keeps 100,000 hosts from hashing 100,000 feature lists.
+    unique = list({id(c): c for c in cpus[1:]}.values())
+    for c in unique:
+        k = fast_key(c)
         if k in seen_keys:
             continue  # identical to a CPU already folded in: same bits, same checks
         seen_keys.add(k)

@@ -1,0 +1,159 @@
+"""`migplan recommend` and `migplan check`: parse arguments, one library call, render."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from planner.catalogs import load_catalog
+from planner.cli.output import (
+    emit,
+    format_option,
+    read_input,
+    render_csv,
+    render_json,
+    render_table,
+)
+from planner.errors import InputError, UsageError
+from planner.rules import Policy
+
+
+def policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--no-block-migration", is_flag=True,
+                     help="Treat guests with local disks as blocked instead of warning.")(f)
+    f = click.option("--cpu-ratio", type=click.FloatRange(min=0.1), default=4.0, show_default=True,
+                     help="vCPUs allowed per host CPU (Nova's cpu_allocation_ratio).")(f)
+    f = click.option("--memory-reserve", "memory_reserve", type=click.IntRange(min=0),
+                     default=512, show_default=True, metavar="MIB",
+                     help="Memory kept free on every destination, MiB "
+                          "(Nova's reserved_host_memory_mb).")(f)
+    f = click.option("--cpu-map", "cpu_map", metavar="DIR", default=None,
+                     help="Load CPU models from this libvirt cpu_map directory.")(f)
+    return f
+
+
+def _policy(memory_reserve: int, cpu_ratio: float, no_block_migration: bool) -> Policy:
+    return Policy(memory_reserve_kib=memory_reserve * 1024, cpu_allocation_ratio=cpu_ratio,
+                  allow_block_migration=not no_block_migration)
+
+
+def _load(snapshot: str) -> Any:
+    from planner.inventory import load
+
+    return load(snapshot)
+
+
+@click.command("recommend")
+@click.argument("snapshot", metavar="SNAPSHOT")
+@format_option("table", "json")
+@click.option("--out", "out", metavar="DIR", default=None,
+              help="Also write report.json, matrix.csv, the Nova settings as nova.conf INI and "
+                   "globals.d YAML into DIR (created if missing).")
+@click.option("--groups", "groups_file", metavar="FILE", default=None,
+              help="Host -> aggregate (.yaml: {aggregate: [hosts]}, .csv: host,aggregate, "
+                   ".ini: Ansible inventory sections); one recommendation per aggregate.")
+@click.option("--detail", type=click.Choice(["auto", "full", "classes"]), default="auto",
+              show_default=True,
+              help="Matrix rows: full = every host pair and every guest x host; classes = per "
+                   "host class (bounded for large clusters); auto = full up to 20,000 rows.")
+@policy_options
+def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | None,
+                  detail: str, cpu_map: str | None, memory_reserve: int, cpu_ratio: float,
+                  no_block_migration: bool) -> None:
+    """Recommend Nova CPU settings so every guest can live-migrate between every host.
+
+    Reads a snapshot (`migplan collect`, or a directory of hosts/<name>/capabilities.xml)
+    and reports cpu_mode, cpu_models and cpu_model_extra_flags (cpu_models[0] is
+    libvirt's baseline of the hosts), the features each host gives up, what-if
+    advice, migration domains, one-way pairs, stranded guests and the
+    feasibility matrix.  Changes nothing on any host.
+
+    \b
+    Example:
+      migplan recommend snapshots/today
+      migplan recommend snapshots/today --groups aggregates.yaml --out nova-cpu/
+      migplan recommend snapshots/today --format json | jq .recommendation
+    """
+    from planner import report
+
+    cat = load_catalog(cpu_map)
+    groups = None
+    if groups_file is not None:
+        from planner.groups import parse_groups
+
+        groups = parse_groups(read_input(groups_file), groups_file)
+    inv = _load(snapshot)
+    rep = report.build_report(inv, cat, _policy(memory_reserve, cpu_ratio, no_block_migration),
+                              groups)
+    doc: dict[str, Any] | None = None
+    if fmt == "json" or out:
+        doc = report.report_json(rep, detail)
+    if out:
+        _write_out(Path(out), rep, doc or {})
+    if fmt == "json":
+        emit(render_json(doc))
+    else:
+        emit(report.report_text(rep, render_table))
+        if out:
+            emit(f"\nWrote {out}/: report.json, matrix.csv, nova-cpu*.conf, nova-cpu*.yml\n")
+
+
+def _write_out(d: Path, rep: Any, doc: dict[str, Any]) -> None:
+    from planner import report
+
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "report.json").write_text(render_json(doc))
+        (d / "matrix.csv").write_text(render_csv(report.MATRIX_CSV_HEADERS,
+                                                 report.matrix_csv_rows(doc["matrix"])))
+        single = len(rep.recs) == 1
+        for rec in rep.recs:
+            stem = "nova-cpu" if single else f"nova-cpu.{report.slug(rec.scope)}"
+            (d / f"{stem}.conf").write_text(report.nova_ini(rec))
+            (d / f"{stem}.yml").write_text(report.globals_yaml(rec))
+    except OSError as err:
+        raise InputError(f"--out {d}: cannot write: {err.strerror or err}") from None
+
+
+@click.command("check")
+@click.argument("guest", metavar="GUEST")
+@click.argument("dest", metavar="DEST")
+@click.option("--snapshot", "snapshot", metavar="SNAPSHOT", required=True,
+              help="The inventory snapshot directory.")
+@format_option("table", "json")
+@policy_options
+def check_cmd(guest: str, dest: str, snapshot: str, fmt: str, cpu_map: str | None,
+              memory_reserve: int, cpu_ratio: float, no_block_migration: bool) -> None:
+    """Can GUEST live-migrate to host DEST?  One verdict with every rule's reason.
+
+    Exit code 0 when the move is feasible (ok or warn), 3 when it is blocked or
+    when the snapshot lacks data a rule needs (unknown: not proven feasible).
+
+    \b
+    Example:
+      migplan check web-01 cn03 --snapshot snapshots/today
+      migplan check web-01 cn03 --snapshot snapshots/today --format json
+    """
+    from planner import report
+    from planner.rules import assess
+
+    cat = load_catalog(cpu_map)
+    inv = _load(snapshot)
+    src = next((h for h in inv.hosts for d in h.domains if d.name == guest), None)
+    if src is None:
+        raise UsageError(f"guest {guest!r} is not in snapshot {snapshot}")
+    dst = inv.host(dest)
+    if dst is None:
+        raise UsageError(f"host {dest!r} is not in snapshot {snapshot} "
+                         f"(hosts: {', '.join(h.name for h in inv.hosts[:10])})")
+    dom = next(d for d in src.domains if d.name == guest)
+    a = assess(dom, src, dst, _policy(memory_reserve, cpu_ratio, no_block_migration), cat)
+    if fmt == "json":
+        emit(render_json(report.check_json(a)))
+    else:
+        emit(report.check_text(a, render_table))
+    if not a.feasible:
+        raise SystemExit(3)

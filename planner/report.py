@@ -1,0 +1,312 @@
+"""Renderers for `migplan recommend` and `migplan check`: data in, text or JSON-able data out.
+
+No files and no printing here: the CLI writes what these functions return.
+The JSON document is described in the README ("recommend JSON").
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from planner.cpu.catalog import Catalog
+from planner.graph import Analysis, guest_moves, host_pairs
+from planner.model import Inventory
+from planner.recommend import Recommendation
+from planner.rules import Assessment, Policy, Verdict
+
+SCHEMA_VERSION = 1
+Table = Callable[[Sequence[str], Sequence[Sequence[Any]]], str]
+#: Above this many matrix rows (guests x hosts + hosts x hosts), "auto" reports per host class.
+FULL_MATRIX_LIMIT = 20_000
+
+
+@dataclass(frozen=True)
+class Report:
+    inv: Inventory
+    recs: Sequence[Recommendation]
+    analysis: Analysis
+    policy: Policy
+    cat: Catalog
+    groups: dict[str, str] | None = None
+
+
+def matrix_detail(rep: Report, detail: str) -> str:
+    if detail != "auto":
+        return detail
+    n_hosts = len(rep.inv.hosts)
+    n_guests = sum(len(h.domains) for h in rep.inv.hosts)
+    return "full" if n_guests * n_hosts + n_hosts * n_hosts <= FULL_MATRIX_LIMIT else "classes"
+
+
+def _reasons(vs: Sequence[Verdict]) -> list[dict[str, str]]:
+    return [{"code": v.code, "message": v.message} for v in vs]
+
+
+def _row(source: str, destination: str, guest: str | None, verdict: str,
+         reasons: Sequence[Verdict]) -> dict[str, Any]:
+    return {"source": source, "destination": destination, "guest": guest, "verdict": verdict,
+            "reasons": _reasons(reasons)}
+
+
+def matrix(rep: Report, detail: str) -> Iterator[dict[str, Any]]:
+    """Matrix rows.
+
+    ``full``: every host pair and every guest x other host, all rules.
+    ``classes`` (bounded by classes x (classes + guest shapes)): host-class
+    pairs, and guest-shape x host-class rows (``guest`` = ``shape:<id>``, see
+    ``guest_shapes``) with the class rules; each guest's own verdict is in
+    ``guests[]``.
+    """
+    an = rep.analysis
+    if detail == "full":
+        for s, d, asm in host_pairs(an):
+            yield _row(s, d, None, asm.status, asm.reasons())
+        for m in guest_moves(rep.inv, rep.policy, rep.cat):
+            yield _row(m.source, m.destination, m.guest, m.status, m.reasons())
+        return
+    for a in an.classes:
+        for b in an.classes:
+            if an.graph.has_edge(("class", a), ("class", b)):
+                asm = an.class_edge(a, b)
+                yield _row(a, b, None, asm.status, asm.reasons())
+    for node, data in an.graph.nodes(data=True):
+        if data["kind"] != "guest-shape":
+            continue
+        for _, dst, e in an.graph.out_edges(node, data=True):
+            asm = e["assessment"]
+            yield _row(data["source_class"], dst[1], f"shape:{node[1]}", asm.status, asm.reasons())
+
+
+def _baseline_json(rec: Recommendation) -> dict[str, Any] | None:
+    b = rec.baseline
+    if b is None:
+        return None
+    return {"model": b.model, "vendor": b.vendor,
+            "features": [f.name for f in b.features if f.policy in ("require", "force")],
+            "disabled": [f.name for f in b.features if f.policy in ("disable", "forbid")]}
+
+
+def recommendation_json(rec: Recommendation) -> dict[str, Any]:
+    return {
+        "scope": rec.scope,
+        "hosts": list(rec.hosts),
+        "cpu_mode": rec.cpu_mode,
+        "cpu_models": list(rec.cpu_models),
+        "cpu_model_extra_flags": list(rec.cpu_model_extra_flags),
+        "baseline": _baseline_json(rec),
+        "explanation": list(rec.explanation),
+        "what_if": [{"hosts": list(w.hosts), "cpu_model": w.cpu_model, "new_model": w.new_model,
+                     "gained": list(w.gained), "message": w.message} for w in rec.what_if],
+    }
+
+
+def report_json(rep: Report, detail: str) -> dict[str, Any]:
+    an = rep.analysis
+    costs = {c.host: c for r in rep.recs for c in r.costs}
+    scope = {h: r.scope for r in rep.recs for h in r.hosts}
+    hosts = []
+    for h in rep.inv.hosts:
+        c = costs[h.name]
+        hosts.append({"name": h.name, "aggregate": scope[h.name], "cpu_model": h.cpu.model,
+                      "cpu_vendor": h.cpu.vendor, "host_class": an.host_class[h.name],
+                      "guests": len(h.domains), "features_lost": list(c.features_lost),
+                      "compare": c.compare, "missing": list(h.missing)})
+    one_way = [{"source_class": a, "destination_class": b,
+                "source_hosts": list(an.classes[a].hosts),
+                "destination_hosts": list(an.classes[b].hosts)} for a, b in an.one_way]
+    by_guest = {g.guest: g for g in an.guests}
+    stranded = [{"guest": n, "host": by_guest[n].source, "reasons": _reasons(by_guest[n].reasons)}
+                for n in an.stranded]
+    d = matrix_detail(rep, detail)
+    guests = [{"guest": g.guest, "host": g.source, "shape": g.shape, "verdict": g.status,
+               "feasible_classes": list(g.feasible_classes),
+               "destinations": list(g.destinations), "reasons": _reasons(g.reasons)}
+              for g in an.guests]
+    shapes = [{"id": n[1], "source_class": data["source_class"], "guests": list(data["guests"])}
+              for n, data in an.graph.nodes(data=True) if data["kind"] == "guest-shape"]
+    return {
+        "schema": SCHEMA_VERSION,
+        "snapshot": rep.inv.source,
+        "collected_at": rep.inv.collected_at,
+        "catalog_libvirt_version": rep.cat.libvirt_version,
+        "policy": {"memory_reserve_kib": rep.policy.memory_reserve_kib,
+                   "cpu_allocation_ratio": rep.policy.cpu_allocation_ratio,
+                   "allow_block_migration": rep.policy.allow_block_migration},
+        "recommendation": recommendation_json(rep.recs[0]),
+        "recommendations": [recommendation_json(r) for r in rep.recs],
+        "hosts": hosts,
+        "not_collected": [{"host": h, "error": e} for h, e in rep.inv.errors],
+        "host_classes": [{"id": c.id, "cpu_model": c.cpu_model, "hosts": list(c.hosts)}
+                         for c in an.classes.values()],
+        "migration_domains": [list(dm) for dm in an.domains],
+        "one_way": one_way,
+        "stranded": stranded,
+        "guests": guests,
+        "guest_shapes": shapes,
+        "matrix_detail": d,
+        "matrix": list(matrix(rep, d)),
+    }
+
+
+# --- Nova settings ------------------------------------------------------------------------------
+
+
+def nova_ini(rec: Recommendation) -> str:
+    lines = [f"# migplan: Nova CPU settings for {rec.scope} ({len(rec.hosts)} hosts)",
+             "[libvirt]", f"cpu_mode = {rec.cpu_mode}"]
+    if rec.cpu_mode == "custom":
+        lines.append(f"cpu_models = {', '.join(rec.cpu_models)}")
+        if rec.cpu_model_extra_flags:
+            lines.append(f"cpu_model_extra_flags = {', '.join(rec.cpu_model_extra_flags)}")
+    return "\n".join(lines) + "\n"
+
+
+def globals_yaml(rec: Recommendation) -> str:
+    lines = [f"# migplan: Nova CPU settings for {rec.scope} ({len(rec.hosts)} hosts)",
+             "# for /etc/kolla/globals.d/ (kolla-/xavs-ansible)",
+             f"nova_cpu_mode: \"{rec.cpu_mode}\""]
+    if rec.cpu_mode == "custom":
+        lines.append(f"nova_cpu_model: \"{rec.cpu_models[0]}\"")
+        lines.append(f"# Full list for nova.conf [libvirt] cpu_models: {', '.join(rec.cpu_models)}")
+        if rec.cpu_model_extra_flags:
+            lines.append("# [libvirt] cpu_model_extra_flags (a nova.conf override): "
+                         + ", ".join(rec.cpu_model_extra_flags))
+    return "\n".join(lines) + "\n"
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "group"
+
+
+MATRIX_CSV_HEADERS = ("source", "destination", "guest", "verdict", "codes", "messages")
+
+
+def matrix_csv_rows(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    return [[r["source"], r["destination"], r["guest"], r["verdict"],
+             " ".join(x["code"] for x in r["reasons"]),
+             " | ".join(x["message"] for x in r["reasons"])] for r in rows]
+
+
+# --- text ---------------------------------------------------------------------------------------
+
+
+def _wrap_list(items: Sequence[str], limit: int = 10) -> str:
+    if not items:
+        return "-"
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f" (+{len(items) - limit})"
+
+
+def report_text(rep: Report, table: Table) -> str:
+    """The readable report; ``table(headers, rows)`` renders a table."""
+    an = rep.analysis
+    n_guests = len(an.guests)
+    out: list[str] = [f"migplan recommend: {rep.inv.source} ({len(rep.inv.hosts)} hosts, "
+                      f"{n_guests} guests"
+                      + (f", collected {rep.inv.collected_at}" if rep.inv.collected_at else "")
+                      + ")", ""]
+    for rec in rep.recs:
+        out.append(f"== Nova CPU settings for {rec.scope} ({len(rec.hosts)} hosts) ==")
+        out.extend("  " + line for line in nova_ini(rec).splitlines()[1:])
+        out.append("")
+        out.append("Why:")
+        out.extend(f"  - {e}" for e in rec.explanation)
+        if rec.what_if:
+            out.append("What if:")
+            out.extend(f"  - {w.message}" for w in rec.what_if[:5])
+        out.append("")
+    costs = [c for r in rep.recs for c in r.costs]
+    out.append("Features each host gives up:")
+    rows = []
+    seen: dict[tuple[str, ...], list[str]] = {}
+    for c in costs:
+        seen.setdefault((c.cpu_class, c.cpu_model or "?", *c.features_lost), []).append(c.host)
+    for key, hs in seen.items():
+        lost = list(key[2:])
+        rows.append([_wrap_list(hs, 4), key[1], len(lost), _wrap_list(lost, 8)])
+    out.append(table(["hosts", "cpu", "lost", "features lost"], rows))
+    out.append("Migration domains (every host can take guests from every other):")
+    for i, dm in enumerate(an.domains, start=1):
+        out.append(f"  {i}. {_wrap_list(list(dm), 8)} ({len(dm)} host{'s' if len(dm) != 1 else ''})")
+    if an.one_way:
+        out.append("One-way (guests can go, not come back):")
+        for a, b in an.one_way:
+            back = "; ".join(v.message for v in an.class_edge(b, a).reasons() if not v.feasible)
+            out.append(f"  {_wrap_list(list(an.classes[a].hosts), 4)} -> "
+                       f"{_wrap_list(list(an.classes[b].hosts), 4)}, not back: {back[:300]}")
+    one_way = set(an.one_way) | {(b, a) for a, b in an.one_way}
+    blocked = []
+    for a in an.classes:
+        for b in an.classes:
+            e = an.graph.get_edge_data(("class", a), ("class", b))
+            if e is None or e["verdict"] in ("ok", "warn") or (a, b) in one_way:
+                continue
+            why = "; ".join(v.message for v in e["assessment"].reasons() if not v.feasible)
+            blocked.append(f"  {_wrap_list(list(an.classes[a].hosts), 3)} -> "
+                           f"{_wrap_list(list(an.classes[b].hosts), 3)}: {e['verdict']}: {why[:300]}")
+    if blocked:
+        out.append("Host pairs where a new guest cannot move (under the settings above):")
+        out.extend(blocked[:30])
+        if len(blocked) > 30:
+            out.append(f"  ... and {len(blocked) - 30} more (see --format json)")
+    out.append("")
+    feasible = n_guests - len(an.stranded)
+    out.append(f"Guests: {feasible} of {n_guests} can move to another host; "
+               f"{len(an.stranded)} stranded.")
+    if an.stranded:
+        by = {g.guest: g for g in an.guests}
+        rows = [[n, by[n].source, "; ".join(v.message for v in by[n].reasons if not v.feasible)[:160]]
+                for n in an.stranded[:50]]
+        out.append(table(["stranded guest", "on", "why"], rows))
+        if len(an.stranded) > 50:
+            out.append(f"  ... and {len(an.stranded) - 50} more (see --format json)")
+    codes = Counter(v.code for g in an.guests for v in g.reasons)
+    if codes:
+        out.append("Reasons across guests (code: guests):")
+        out.extend(f"  {code}: {n}" for code, n in codes.most_common(15))
+    missing = [(h.name, h.missing) for h in rep.inv.hosts if h.missing]
+    if missing or rep.inv.errors:
+        out.append("")
+        out.append("Missing from the snapshot (rules needing it answer 'unknown'):")
+        grouped: dict[tuple[str, ...], list[str]] = {}
+        for name, m in missing:
+            grouped.setdefault(m, []).append(name)
+        for m, names in grouped.items():
+            out.append(f"  {_wrap_list(names, 4)}: {'; '.join(m)}")
+        for h, e in rep.inv.errors:
+            out.append(f"  {h}: not collected ({e})")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def check_json(a: Assessment) -> dict[str, Any]:
+    return {"guest": a.guest, "source": a.source, "destination": a.destination,
+            "verdict": a.status, "feasible": a.feasible,
+            "reasons": [{"rule": v.rule, "status": v.status, "code": v.code, "message": v.message}
+                        for v in a.verdicts]}
+
+
+def check_text(a: Assessment, table: Table) -> str:
+    head = f"{a.guest}: {a.source} -> {a.destination}: {a.status.upper()}"
+    rows = [[v.rule, v.status, v.code, v.message]
+            for v in sorted(a.verdicts, key=lambda v: -_sev(v.status))]
+    return head + "\n\n" + table(["rule", "verdict", "code", "reason"], rows)
+
+
+def _sev(status: str) -> int:
+    return {"ok": 0, "warn": 1, "unknown": 2, "blocked": 3}[status]
+
+
+def build_report(inv: Inventory, cat: Catalog, policy: Policy | None = None,
+                 groups: dict[str, str] | None = None) -> Report:
+    """Recommend (per aggregate when grouped) and analyse the whole inventory."""
+    from planner.graph import analyze
+    from planner.recommend import by_host, recommend_groups
+
+    policy = policy or Policy()
+    recs = recommend_groups(inv.hosts, groups, cat, policy)
+    return Report(inv, recs, analyze(inv, by_host(recs), cat, policy), policy, cat, groups)
