@@ -1,0 +1,67 @@
+"""The fast loader (planner.inventory) against the straightforward one it replaced.
+
+tests/reference/ holds the loader as it was before it was made fast: one
+document after another, a path lookup per field.  Both must build equal
+``Inventory`` objects -- every fixture, and a generated snapshot large enough
+to take the parallel path, with hosts that share capabilities but for their
+UUID, shared domcapabilities, and guests that repeat CPUs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from reference.inventory import load as reference_load
+
+from planner import inventory
+from planner.inventory import load
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import bench_inventory_load  # noqa: E402
+
+FIXTURE_DIRS = sorted(p for p in (REPO / "fixtures").iterdir() if p.is_dir())
+
+
+def _sources(inv: object) -> list[str]:
+    """Every guest CpuDef's ``source``: not part of equality, but the engine's
+    messages name the guest with it.  (A host CPU shared by many hosts names the
+    first host that had it in its worker: any of them is as true.)"""
+    return [d.cpu.source for h in inv.hosts for d in h.domains  # type: ignore[attr-defined]
+            if d.cpu is not None]
+
+
+@pytest.mark.parametrize("fixture", FIXTURE_DIRS, ids=lambda p: p.name)
+def test_fast_load_equals_reference_on_every_fixture(fixture):
+    fast, ref = load(fixture), reference_load(fixture)
+    assert fast == ref
+    assert _sources(fast) == _sources(ref)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("gen") / "snap"
+    bench_inventory_load.build(root, 150, 4)
+    return root
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fast_load_equals_reference_on_a_generated_snapshot(generated, workers, monkeypatch):
+    monkeypatch.setattr(inventory, "PARALLEL_MIN_HOSTS", 50)
+    monkeypatch.setattr(inventory, "_workers", lambda: workers)
+    pools: list[int] = []
+    real_pool = inventory.ProcessPoolExecutor
+
+    def pool(*args, **kwargs):  # counts the worker pools the fast path starts
+        pools.append(kwargs.get("max_workers", 0))
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(inventory, "ProcessPoolExecutor", pool)
+    fast, ref = load(generated), reference_load(generated)
+    assert pools == ([2] if workers == 2 else [])
+    assert len(fast.hosts) == 150 and len(fast.domains()) == 600
+    assert fast == ref
+    assert _sources(fast) == _sources(ref)
+    assert all(h.cpu.source.endswith("/capabilities.xml: host CPU") for h in fast.hosts)
