@@ -208,6 +208,13 @@ def _workers() -> int:
         return os.cpu_count() or 1
 
 
+def _forkable() -> bool:
+    """fork (workers start at once, with planner already imported) only when
+    nothing else runs in this process: forking beside threads can copy a lock
+    some thread holds."""
+    return threading.active_count() == 1 and "fork" in mp.get_all_start_methods()
+
+
 def _load_chunk(tasks: list[_Task]) -> list[Host]:
     """Worker: hosts in order, with a cache that lives as long as the worker."""
     global _worker_cache
@@ -220,11 +227,7 @@ def _load_chunk(tasks: list[_Task]) -> list[Host]:
 def _load_hosts(tasks: list[_Task]) -> list[Host]:
     """Every task's Host, in task order; the first failing task's error, as one process would."""
     workers = min(_workers(), 8)
-    # fork (the workers start at once, with planner already imported) only
-    # when nothing else runs in this process: forking beside threads can
-    # copy a lock some thread holds.
-    if (len(tasks) < PARALLEL_MIN_HOSTS or workers < 2 or threading.active_count() > 1
-            or "fork" not in mp.get_all_start_methods()):
+    if len(tasks) < PARALLEL_MIN_HOSTS or workers < 2 or not _forkable():
         cache = CpuCache()
         return [load_host(Path(d), name, label, uri=uri, cache=cache)
                 for d, name, label, uri in tasks]

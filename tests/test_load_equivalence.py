@@ -51,6 +51,8 @@ def generated(tmp_path_factory) -> Path:
 def test_fast_load_equals_reference_on_a_generated_snapshot(generated, workers, monkeypatch):
     monkeypatch.setattr(inventory, "PARALLEL_MIN_HOSTS", 50)
     monkeypatch.setattr(inventory, "_workers", lambda: workers)
+    # Other tests leave idle executor threads behind; these workers touch no lock.
+    monkeypatch.setattr(inventory, "_forkable", lambda: True)
     pools: list[int] = []
     real_pool = inventory.ProcessPoolExecutor
 
