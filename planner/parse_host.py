@@ -7,7 +7,6 @@ Every document goes through ``planner.xmlsafe.parse_document``; every
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -155,8 +154,9 @@ class CpuCache:
             return hit
         if hit.source == source:
             return hit
-        dup = copy.copy(hit)
-        object.__setattr__(dup, "source", source)
+        dup = object.__new__(CpuDef)  # a copy, cheaper than copy.copy
+        dup.__dict__.update(hit.__dict__)
+        dup.__dict__["source"] = source
         return dup
 
     def __len__(self) -> int:
@@ -459,7 +459,22 @@ def _disks(disks: list[Any]) -> tuple[Disk, ...]:
     out = []
     for d in disks:
         stype = d.get("type") or "file"
-        src = d.find("source")
+        # One pass over the disk's children for find("source"), find("target"),
+        # find("readonly"), find("shareable"): the first of each.
+        src = target = None
+        readonly = shareable = False
+        for c in d:
+            t = c.tag
+            if t == "source":
+                if src is None:
+                    src = c
+            elif t == "target":
+                if target is None:
+                    target = c
+            elif t == "readonly":
+                readonly = True
+            elif t == "shareable":
+                shareable = True
         source = protocol = pool = None
         if src is not None:
             if stype == "file":
@@ -476,7 +491,6 @@ def _disks(disks: list[Any]) -> tuple[Disk, ...]:
                 pool = src.get("pool")
                 vol = src.get("volume")
                 source = f"{pool}/{vol}" if pool and vol else vol
-        target = d.find("target")
         out.append(Disk(
             target=(target.get("dev") if target is not None else None) or "",
             device=d.get("device") or "disk",
@@ -484,8 +498,8 @@ def _disks(disks: list[Any]) -> tuple[Disk, ...]:
             source=source,
             protocol=protocol,
             pool=pool,
-            readonly=d.find("readonly") is not None,
-            shareable=d.find("shareable") is not None,
+            readonly=readonly,
+            shareable=shareable,
         ))
     return tuple(out)
 
