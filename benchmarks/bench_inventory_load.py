@@ -206,7 +206,10 @@ from planner.inventory import load
 inv = load(sys.argv[1])
 t = time.perf_counter() - t0
 print(json.dumps({"seconds": t, "hosts": len(inv.hosts), "guests": len(inv.domains()),
-                  "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "workers_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                  "cpu_s": sum(resource.getrusage(w)[0] + resource.getrusage(w)[1]
+                               for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))}))
 """
 
 
@@ -229,14 +232,17 @@ def time_recommend(root: Path, runs: int) -> list[tuple[float, int]]:
     """End to end: ``migplan recommend SNAP --format json > /dev/null``; wall s, peak RSS KiB."""
     out = []
     for _ in range(runs):
-        before = __import__("resource").getrusage(__import__("resource").RUSAGE_CHILDREN)
+        # /usr/bin/time -v: the peak RSS of this run's process alone (getrusage
+        # of children would keep the largest child of every earlier run).
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "planner", "recommend", str(root), "--format",
-                        "json"], stdout=subprocess.DEVNULL, env=_child_env(), check=True)
+        r = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "planner",
+                            "recommend", str(root), "--format", "json"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           env=_child_env())
         wall = time.perf_counter() - t0
-        after = __import__("resource").getrusage(__import__("resource").RUSAGE_CHILDREN)
-        # ru_maxrss of children is the largest child so far, not a sum.
-        out.append((wall, max(after.ru_maxrss, before.ru_maxrss)))
+        if r.returncode not in (0, 3):  # 3: some guest has no feasible destination
+            raise SystemExit(f"migplan recommend failed ({r.returncode}): {r.stderr[-2000:]}")
+        out.append((wall, int(r.stderr.strip().splitlines()[-1])))
     return out
 
 
@@ -271,7 +277,9 @@ def main() -> int:
         print(f"load() cold, fresh process, {len(runs)} runs: "
               f"{', '.join(f'{s:.2f}' for s in secs)} s; median {med:.2f} s")
         print(f"  {hosts} hosts, {guests} guests: {hosts / med:,.0f} hosts/s, "
-              f"{guests / med:,.0f} guests/s, peak RSS {max(r['rss_kib'] for r in runs) / 1024:.0f} MiB")
+              f"{guests / med:,.0f} guests/s, peak RSS {max(r['rss_kib'] for r in runs) / 1024:.0f} MiB "
+              f"(largest worker process {max(r['workers_rss_kib'] for r in runs) / 1024:.0f} MiB), "
+              f"CPU time (all processes) median {statistics.median(r['cpu_s'] for r in runs):.1f} s")
         if args.recommend:
             rec = time_recommend(root, args.runs)
             walls = [w for w, _ in rec]
