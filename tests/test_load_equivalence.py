@@ -9,6 +9,7 @@ UUID, shared domcapabilities, and guests that repeat CPUs.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from conftest import REPO
 from reference.inventory import load as reference_load
 
 from planner import inventory
+from planner.errors import InputError
 from planner.inventory import load
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -67,3 +69,31 @@ def test_fast_load_equals_reference_on_a_generated_snapshot(generated, workers, 
     assert fast == ref
     assert _sources(fast) == _sources(ref)
     assert all(h.cpu.source.endswith("/capabilities.xml: host CPU") for h in fast.hosts)
+
+
+def _error(fn, path: Path) -> str:
+    with pytest.raises(InputError) as err:
+        fn(path)
+    return str(err.value)
+
+
+def test_parallel_load_reports_the_first_error_as_the_reference_does(generated, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.setattr(inventory, "PARALLEL_MIN_HOSTS", 50)
+    monkeypatch.setattr(inventory, "_workers", lambda: 2)
+    monkeypatch.setattr(inventory, "_forkable", lambda: True)
+    snap = tmp_path / "snap"
+    shutil.copytree(generated, snap)
+    # A broken guest in a late chunk, a host directory missing after it.
+    guest = next((snap / "hosts" / "cn00120" / "domains").glob("*.xml"))
+    guest.write_bytes(guest.read_bytes()[:-40])
+    shutil.rmtree(snap / "hosts" / "cn00130")
+    first = _error(reference_load, snap)
+    assert "cn00120" in first and "not well-formed" in first
+    assert _error(load, snap) == first
+    # Without the broken guest: the missing directory, after every earlier host loaded.
+    guest.unlink()
+    (snap / "hosts" / "cn00120" / "domains.json").unlink()
+    second = _error(reference_load, snap)
+    assert "cn00130" in second and "is missing" in second
+    assert _error(load, snap) == second
