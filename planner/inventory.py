@@ -5,6 +5,13 @@ Accepts what ``migplan collect`` writes and hand-made snapshots: only
 ``hosts/<name>/capabilities.xml`` is required; whatever else is absent is
 listed per host in ``Host.missing`` so the rules can answer "unknown".
 Layout: docs/snapshot.md.
+
+Scale (issue 3 and 4: 10,000 hosts, 100,000 guests): guest XML is the bulk
+and every document is parsed in full (hardened, ``planner.xmlsafe``); what
+repeats across hosts (host CPUs, domcapabilities, capabilities but for their
+UUID, guest ``<cpu>`` elements) is parsed once per load; above
+``PARALLEL_MIN_HOSTS`` hosts, worker processes load chunks of hosts.
+``benchmarks/bench_inventory_load.py`` measures it.
 """
 
 from __future__ import annotations
@@ -217,6 +224,7 @@ def _forkable() -> bool:
 
 def _load_chunk(tasks: list[_Task]) -> list[Host]:
     """Worker: hosts in order, with a cache that lives as long as the worker."""
+    # Forked while load() had gc off: the worker runs without it too.
     global _worker_cache
     if _worker_cache is None:
         _worker_cache = CpuCache()

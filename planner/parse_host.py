@@ -2,7 +2,10 @@
 
 Pure: bytes and dicts in, frozen dataclasses out; no libvirt, no file paths.
 Every document goes through ``planner.xmlsafe.parse_document``; every
-``<cpu>`` through ``planner.cpu.parse.parse_cpu_element``.
+``<cpu>`` through ``planner.cpu.parse.parse_cpu_element``.  With a
+``CpuCache`` (one per load), what repeats is parsed once: byte-identical
+``<cpu>`` elements and domcapabilities, and capabilities documents that
+differ only in the host UUID's text (see ``_caps_key``).
 """
 
 from __future__ import annotations

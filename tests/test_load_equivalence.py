@@ -97,3 +97,19 @@ def test_parallel_load_reports_the_first_error_as_the_reference_does(generated, 
     second = _error(reference_load, snap)
     assert "cn00130" in second and "is missing" in second
     assert _error(load, snap) == second
+
+
+def test_capabilities_share_a_parse_only_when_they_differ_in_the_host_uuid_alone():
+    from planner.parse_host import CpuCache, _caps_key, build_host
+
+    caps = (REPO / "fixtures/numa-pinned-guests/hosts/numa-a/capabilities.xml").read_bytes()
+    cache = CpuCache()
+    a = build_host("a", caps, cache=cache)
+    other = caps.replace(a.host_uuid.encode(), b"11111111-2222-3333-4444-555555555555")
+    b = build_host("b", other, cache=cache)
+    assert b.host_uuid == "11111111-2222-3333-4444-555555555555" and b.cells == a.cells
+    assert _caps_key(caps) is not None and _caps_key(caps)[0] == _caps_key(other)[0]
+    # Anything else in the UUID's place, or a second <uuid>: parsed in full.
+    assert _caps_key(caps.replace(a.host_uuid.encode(), b"x&amp;y")) is None
+    assert _caps_key(caps.replace(b"</host>", b"<uuid>u</uuid></host>")) is None
+    assert _caps_key(b"<?xml version='1.0'?>" + caps) is None
