@@ -22,7 +22,7 @@ import multiprocessing as mp
 import os
 import stat
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -234,17 +234,37 @@ def _load_chunk(tasks: list[_Task]) -> list[Host]:
 
 def _load_hosts(tasks: list[_Task]) -> list[Host]:
     """Every task's Host, in task order; the first failing task's error, as one process would."""
-    workers = min(_workers(), 8)
-    if len(tasks) < PARALLEL_MIN_HOSTS or workers < 2 or not _forkable():
-        cache = CpuCache()
+    cpus = min(_workers(), 8)
+    cache = CpuCache()
+    if len(tasks) < PARALLEL_MIN_HOSTS or cpus < 2 or not _forkable():
         return [load_host(Path(d), name, label, uri=uri, cache=cache)
                 for d, name, label, uri in tasks]
-    size = max(1, min(CHUNK_HOSTS, -(-len(tasks) // (workers * 4))))
+    size = max(1, min(CHUNK_HOSTS, -(-len(tasks) // (cpus * 4))))
     chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
-    hosts: list[Host] = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as ex:
+    # This process loads chunks too (what it loads needs no pickling), taking
+    # the next one whenever the workers have enough queued: cpus - 1 workers.
+    done: dict[int, list[Host] | BaseException] = {}
+    with ProcessPoolExecutor(max_workers=cpus - 1, mp_context=mp.get_context("fork")) as ex:
+        futures: dict[int, Future[list[Host]]] = {}
+        i = 0
         try:
-            for part in ex.map(_load_chunk, chunks):
+            while i < len(chunks):
+                queued = sum(1 for f in futures.values() if not f.done())
+                if queued < cpus:
+                    futures[i] = ex.submit(_load_chunk, chunks[i])
+                else:
+                    try:
+                        done[i] = [load_host(Path(d), name, label, uri=uri, cache=cache)
+                                   for d, name, label, uri in chunks[i]]
+                    except Exception as err:  # raised below if no earlier chunk failed
+                        done[i] = err
+                        break  # what comes after it cannot matter
+                i += 1
+            hosts: list[Host] = []
+            for k in range(len(chunks)):
+                part = done[k] if k in done else futures[k].result()
+                if isinstance(part, BaseException):
+                    raise part
                 hosts += part
         except BaseException:
             ex.shutdown(wait=True, cancel_futures=True)
