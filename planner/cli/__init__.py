@@ -25,7 +25,10 @@ COMMANDS: dict[str, str] = {
     "cpu-models": "planner.cli.cpu:cpu_models",
     "demo": "planner.cli.demo:demo",
     "lab": "planner.cli.lab:lab",
+    "migrate": "planner.cli.migrate:migrate_cmd",
+    "drain": "planner.cli.migrate:drain_cmd",
     "recommend": "planner.cli.recommend:recommend_cmd",
+    "report": "planner.cli.report_html:report_cmd",
 }
 
 EXIT_CODES_HELP = """\b

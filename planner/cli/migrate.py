@@ -1,0 +1,375 @@
+"""`migplan migrate` and `migplan drain`: real live migrations, pre-flighted and verified."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from planner.cli.output import emit, format_option, render_json, render_table
+from planner.cli.recommend import _policy, policy_options
+from planner.errors import InputError, MigplanError, MigrationFailed, UsageError
+
+MiB = 1024 * 1024
+
+
+# ---- hosts ---------------------------------------------------------------------------------
+
+
+def known_hosts(lab: bool, snapshot: str | None) -> dict[str, str]:
+    """Host name -> libvirt URI from the lab or a snapshot's manifest."""
+    hosts: dict[str, str] = {}
+    if lab:
+        from planner.lab import Lab, default_state_dir
+
+        the_lab = Lab()
+        if not the_lab.recorded:
+            raise UsageError(f"--lab: no lab in {default_state_dir()} "
+                             "(start one with `migplan lab up`)")
+        hosts.update(the_lab.uris())
+    if snapshot is not None:
+        hosts.update(_snapshot_hosts(Path(snapshot)))
+    return hosts
+
+
+def _snapshot_hosts(root: Path) -> dict[str, str]:
+    man = root / "manifest.json"
+    entries: list[dict[str, Any]] = []
+    try:
+        if man.is_file():
+            entries = list(json.loads(man.read_text()).get("hosts") or [])
+        elif (root / "hosts").is_dir():
+            for d in sorted((root / "hosts").iterdir()):
+                if (d / "host.json").is_file():
+                    entries.append({"name": d.name, **json.loads((d / "host.json").read_text())})
+        else:
+            raise InputError(f"{root}: not a snapshot (no manifest.json, no hosts/)")
+    except (OSError, ValueError, AttributeError) as err:
+        raise InputError(f"{root}: cannot read the snapshot's hosts: {err}") from None
+    out = {}
+    for e in entries:
+        if isinstance(e, dict) and e.get("name") and e.get("uri"):
+            if "***" in str(e["uri"]):
+                continue  # a redacted URI cannot be used to connect; give the URI instead
+            out[str(e["name"])] = str(e["uri"])
+    return out
+
+
+def hosts_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--snapshot", "snapshot", metavar="DIR", default=None,
+                     help="Host names and URIs from this snapshot's manifest "
+                          "(the state itself is read fresh from the hosts).")(f)
+    f = click.option("--lab", is_flag=True,
+                     help="The hosts of `migplan lab up` ($MIGPLAN_LAB_DIR).")(f)
+    return f
+
+
+# ---- progress --------------------------------------------------------------------------------
+
+
+class ProgressBar:
+    """The job's progress on stderr: redrawn in place on a terminal, a line a second otherwise."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.drawn = False
+
+    def __call__(self, p: Any) -> None:
+        now = time.monotonic()
+        if not p.data_total or (not self.tty and now - self.last < 1.0):
+            return  # no figures (job starting or ending) or too soon for a log line
+        self.last = now
+        total = p.data_total or 0
+        done = p.data_processed or 0
+        frac = min(1.0, done / total) if total else 0.0
+        bar = "#" * int(frac * 20)
+        parts = [f"{self.label} [{bar:<20}] {frac * 100:3.0f}%",
+                 f"{done / MiB:.0f}/{total / MiB:.0f} MiB"]
+        if p.data_remaining is not None:
+            parts.append(f"remaining {p.data_remaining / MiB:.0f} MiB")
+        if p.dirty_rate is not None:
+            parts.append(f"dirty {p.dirty_rate} pages/s")
+        if p.iteration is not None:
+            parts.append(f"iteration {p.iteration}")
+        if p.phase != "precopy":
+            parts.append(p.phase)
+        parts.append(f"{p.elapsed_s:.1f} s")
+        line = "  ".join(parts)
+        if self.tty:
+            click.echo("\r" + line.ljust(100), nl=False, err=True)
+            self.drawn = True
+        else:
+            click.echo(line, err=True)
+
+    def done(self) -> None:
+        if self.drawn:
+            click.echo("", err=True)
+            self.drawn = False
+
+
+# ---- rendering --------------------------------------------------------------------------------
+
+
+def _size(n: int | None) -> str:
+    return "unknown" if n is None else f"{n / MiB:.0f} MiB"
+
+
+def render_plan(plan: Any) -> str:
+    rows: list[list[Any]] = [
+        ["guest", plan.guest],
+        ["source", f"{plan.source} ({plan.source_uri})"],
+        ["destination", f"{plan.destination} ({plan.destination_uri})"],
+        ["flags", " | ".join("VIR_MIGRATE_" + f for f in plan.flags)],
+        ["parameters", ", ".join(f"{k}={v}" for k, v in plan.params.items()) or "-"],
+        ["storage to copy", ", ".join(f"{d.target} ({d.source}, {_size(d.bytes)})"
+                                      for d in plan.storage) or "none"],
+        ["memory", _size(plan.memory_bytes)],
+        ["expected transfer", f"{_size(plan.expected_transfer_bytes)} (memory + storage, "
+                              "before dirty pages are sent again)"],
+        ["completion timeout", f"{plan.timeout_s:g} s, then {plan.timeout_action}"
+                               if plan.timeout_s else "none"],
+    ]
+    out = render_table(["", ""], rows).split("\n", 2)[2]  # no header lines
+    shown = [p for p in plan.preflight if p[0] != "ok"]
+    out += f"pre-flight: {len(plan.preflight)} rules, " + (
+        "all ok\n" if not shown else f"{len(shown)} not ok:\n")
+    for v, code, msg in shown:
+        out += f"  {v:8} {code}: {msg}\n"
+    return out
+
+
+def _outcome_json(o: Any) -> dict[str, Any]:
+    return {"guest": o.guest, "status": o.status, "on": o.on, "message": o.message,
+            "duration_s": round(o.duration_s, 3), "hosts": o.details}
+
+
+# ---- migrate --------------------------------------------------------------------------------
+
+
+@click.command("migrate")
+@click.argument("guest", metavar="GUEST")
+@click.argument("dest", metavar="DEST")
+@click.option("--source", metavar="HOST_OR_URI", default=None,
+              help="Where GUEST runs (default: search the known hosts).")
+@hosts_options
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--force", is_flag=True, help="Migrate even when the pre-flight refuses.")
+@click.option("--copy-storage", type=click.Choice(["auto", "all", "inc", "none"]), default="auto",
+              show_default=True, help="Copy local disks: auto copies them when there are any.")
+@click.option("--bandwidth", type=click.IntRange(min=1), metavar="MiB/s", default=None,
+              help="Bandwidth limit of the migration stream.")
+@click.option("--max-downtime", type=click.IntRange(min=1), metavar="MS", default=None,
+              help="Longest pause of the guest at switch-over.")
+@click.option("--auto-converge", is_flag=True, help="Throttle the guest's vCPUs to converge.")
+@click.option("--postcopy", is_flag=True, help="Allow switching to post-copy.")
+@click.option("--compressed", is_flag=True, help="Compress the memory stream.")
+@click.option("--parallel", type=click.IntRange(min=1), metavar="N", default=None,
+              help="Migrate over N parallel connections.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), metavar="S", default=None,
+              help="Completion timeout in seconds.")
+@click.option("--on-timeout", type=click.Choice(["abort", "postcopy"]), default="abort",
+              show_default=True, help="At the timeout: abort (guest stays on the source) or "
+                                      "switch to post-copy (needs --postcopy).")
+@policy_options
+@format_option("table", "json")
+def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: str | None,
+                dry_run: bool, force: bool, copy_storage: str, bandwidth: int | None,
+                max_downtime: int | None, auto_converge: bool, postcopy: bool, compressed: bool,
+                parallel: int | None, timeout: float | None, on_timeout: str,
+                cpu_map: str | None, memory_reserve: int, cpu_ratio: float,
+                no_block_migration: bool, fmt: str) -> None:
+    """Live-migrate GUEST to DEST (a host name or a libvirt URI), safely.
+
+    Pre-flight on the state both hosts report now, with the rules of `migplan
+    check`; a move that is blocked (or not proven feasible) is refused with
+    every reason (exit 3) unless --force.  The migration is libvirt's
+    peer-to-peer live migration, persistent on the destination and undefined
+    on the source (a transient guest becomes persistent there).  Ctrl-C aborts
+    it.  Afterwards both hosts are asked where the guest is: exit 0 when it
+    runs, persistent, on DEST and is gone from the source; exit 4 when the
+    migration failed and the guest still runs on its source.
+
+    \b
+    Example:
+      migplan migrate web-01 cn03 --snapshot snap --dry-run
+      migplan migrate lab1-vm1 lab2 --lab --bandwidth 100 --timeout 60
+      migplan migrate vm1 qemu+tcp://10.0.0.7/system --source qemu+tcp://10.0.0.5/system
+    """
+    from planner import livestate
+    from planner.catalogs import load_catalog
+    from planner.migrate import MigrateOptions, execute, prepare, rules_preflight
+    from planner.virt import LibvirtMigrationDriver
+
+    opts = MigrateOptions(copy_storage=copy_storage, bandwidth_mib=bandwidth,
+                          max_downtime_ms=max_downtime, auto_converge=auto_converge,
+                          postcopy=postcopy, compressed=compressed, parallel_connections=parallel,
+                          timeout_s=timeout, timeout_action=on_timeout, force=force)
+    driver = LibvirtMigrationDriver()
+    preflight = rules_preflight(_policy(memory_reserve, cpu_ratio, no_block_migration),
+                                load_catalog(cpu_map))
+    plan = prepare(guest, dest, hosts=known_hosts(lab, snapshot), source=source, opts=opts,
+                   preflight=preflight, read=livestate.read_hosts, presence=driver.presence)
+    if dry_run:
+        emit(render_json({"plan": plan.to_json()}) if fmt == "json" else render_plan(plan))
+        return
+    bar = ProgressBar(f"{guest} -> {plan.destination}")
+    click.echo(f"migrating {guest}: {plan.source} -> {plan.destination}", err=True)
+    try:
+        outcome = execute(plan, driver, on_progress=bar, stop=threading.Event())
+    finally:
+        bar.done()
+    if fmt == "json":
+        emit(render_json({"plan": plan.to_json(), "outcome": _outcome_json(outcome)}))
+    else:
+        emit(f"{outcome.status}: {outcome.message} ({outcome.duration_s:.1f} s)\n")
+    if outcome.ok:
+        return
+    if outcome.on == plan.source:
+        raise MigrationFailed(f"migration of {guest} failed; {outcome.message}")
+    raise MigplanError(f"migration of {guest} did not complete cleanly; {outcome.message}")
+
+
+# ---- drain ------------------------------------------------------------------------------------
+
+
+def render_drain_plan(plan: Any, unread: dict[str, str]) -> str:
+    rows = []
+    for n, wave in enumerate(plan.waves, start=1):
+        for a in wave:
+            why = "; ".join(f"[{c}] {m}" for _, c, m in a.reasons) or "all rules ok"
+            if a.transient:
+                why += "; transient: becomes persistent on the destination"
+            rows.append([n, a.guest, a.destination, f"{a.memory_kib // 1024} MiB", a.vcpus, why])
+    out = f"drain {plan.host}: {len(plan.assignments)} guest(s) in {len(plan.waves)} wave(s) " \
+          f"of at most {plan.max_parallel}\n"
+    if rows:
+        out += render_table(["wave", "guest", "destination", "memory", "vcpus", "reasons"], rows)
+    for s in plan.stuck:
+        out += f"cannot move {s.guest}:\n"
+        for dst, vs in s.reasons:
+            out += f"  to {dst}: " + "; ".join(f"[{c}] {m}" for _, c, m in vs) + "\n"
+    for g, st in plan.not_running:
+        out += f"not running, stays defined on {plan.host}: {g} ({st})\n"
+    for h, err in unread.items():
+        out += f"not a destination (could not be read): {h}: {err}\n"
+    return out
+
+
+@click.command("drain")
+@click.argument("host", metavar="HOST")
+@hosts_options
+# the parameter is not called `execute`: that name is the migration function below
+@click.option("--execute", "run", is_flag=True, help="Run the plan (default: only show it).")
+@click.option("--max-parallel", type=click.IntRange(min=1), default=2, show_default=True,
+              metavar="K", help="Migrations at once (guests per wave).")
+@click.option("--bandwidth", type=click.IntRange(min=1), metavar="MiB/s", default=None,
+              help="Bandwidth limit of each migration.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), metavar="S", default=None,
+              help="Completion timeout of each migration (then it is aborted).")
+@policy_options
+@format_option("table", "json")
+def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_parallel: int,
+              bandwidth: int | None, timeout: float | None, cpu_map: str | None,
+              memory_reserve: int, cpu_ratio: float, no_block_migration: bool, fmt: str) -> None:
+    """Empty HOST: a destination for every running guest, in waves of --max-parallel.
+
+    Every other known host is a candidate; the state of all of them is read
+    now.  Guests are placed largest first, each on the feasible host (the
+    rules of `migplan check`) with the most free memory left, and every
+    placement is booked before the next one (memory, vCPU ratio, pinned CPUs,
+    huge pages), so no destination is promised twice.  Without --execute the
+    plan is shown: exit 0 when every guest can move, 3 when some cannot.
+
+    With --execute the waves run one after the other, each guest pre-flighted
+    again on fresh state, migrated and verified like `migplan migrate`;
+    failed guests stay on HOST, running (exit 4).  Transient guests become
+    persistent on their destination.  Ctrl-C aborts the running migrations and
+    starts no further wave.
+
+    \b
+    Example:
+      migplan drain cn02 --snapshot snap
+      migplan drain lab1 --lab --execute --max-parallel 2
+    """
+    from planner import livestate
+    from planner.catalogs import load_catalog
+    from planner.drain import plan_drain, run_drain, summary_exit_code
+    from planner.errors import InfeasibleError
+    from planner.migrate import (
+        MigrateOptions,
+        Outcome,
+        execute,
+        prepare,
+        resolve_host,
+        rules_preflight,
+    )
+    from planner.virt import LibvirtMigrationDriver
+
+    hosts = known_hosts(lab, snapshot)
+    if not hosts:
+        raise UsageError("no hosts: use --lab or --snapshot DIR")
+    name, _uri = resolve_host(host, hosts)
+    if name not in hosts:
+        raise UsageError(f"unknown host {host!r} (known hosts: {', '.join(hosts)})")
+    state, unread = livestate.read_available(hosts)
+    if name in unread:
+        raise MigplanError(f"cannot read {name}: {unread[name]}")
+    preflight = rules_preflight(_policy(memory_reserve, cpu_ratio, no_block_migration),
+                                load_catalog(cpu_map))
+    plan = plan_drain(name, state, preflight, max_parallel)
+    result = None
+    if run and plan.assignments:
+        driver = LibvirtMigrationDriver()
+        opts = MigrateOptions(bandwidth_mib=bandwidth, timeout_s=timeout)
+
+        def migrate_one(a: Any, stop: threading.Event) -> Any:
+            try:
+                p = prepare(a.guest, a.destination, hosts=hosts, source=name, opts=opts,
+                            preflight=preflight, read=livestate.read_hosts,
+                            presence=driver.presence)
+                return execute(p, driver, stop=stop)
+            except InfeasibleError as err:
+                return Outcome(a.guest, "refused", name, str(err), 0.0)
+            except MigplanError as err:
+                return Outcome(a.guest, "error", "?" if isinstance(err, MigrationFailed)
+                               else name, str(err), 0.0)
+
+        def say(o: Any) -> None:
+            click.echo(f"{o.guest}: {o.status} ({o.duration_s:.1f} s): {o.message}", err=True)
+
+        if fmt != "json":
+            emit(render_drain_plan(plan, unread))
+        click.echo(f"draining {name}: {len(plan.assignments)} guest(s)", err=True)
+        result = run_drain(plan, migrate_one, stop=threading.Event(), on_result=say)
+    code = summary_exit_code(result, plan)
+    if fmt == "json":
+        doc: dict[str, Any] = {"plan": plan.to_json(), "unreadable_hosts": unread}
+        if result is not None:
+            doc["results"] = [_outcome_json(o) for o in result.outcomes]
+            doc["not_started"] = list(result.not_started)
+        emit(render_json(doc))
+    elif result is None:
+        emit(render_drain_plan(plan, unread))
+    if result is not None:
+        msg = (f"{len(result.migrated)} migrated, {len(result.failed)} failed (still on {name}), "
+               f"{len(result.not_started)} not started, {len(plan.stuck)} cannot move")
+        if fmt != "json":
+            emit(render_table(["guest", "result", "on", "seconds", "message"],
+                              [[o.guest, o.status, o.on, f"{o.duration_s:.1f}", o.message]
+                               for o in result.outcomes]
+                              + [[g, "not started", name, "-", "stopped before its wave"]
+                                 for g in result.not_started]))
+            emit(f"summary: {msg}\n")
+        if code == 4:
+            raise MigrationFailed(f"drain of {name} incomplete: {msg}")
+    if code == 3:
+        raise InfeasibleError(f"{len(plan.stuck)} guest(s) of {name} cannot move: "
+                              + ", ".join(s.guest for s in plan.stuck))

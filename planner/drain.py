@@ -1,0 +1,241 @@
+"""Drain a host: a destination for every running guest, in waves, never over-booking.
+
+Pure: the hosts' state (``planner.model.Host``, read fresh by the caller), the
+pre-flight (the rules of ``migplan check``) and the migration of one guest are
+all passed in.
+
+Capacity is tracked as guests are assigned: every assignment is *booked* on a
+copy of its destination (the guest joins the destination's running guests, its
+memory leaves the destination's free memory, its huge pages leave the cells'
+free pages), so the next guest is judged by the same rules against what will be
+left -- memory, the vCPU allocation ratio, pinned CPUs and huge pages are never
+promised twice.
+
+Guests are placed largest first (memory, then vCPUs: first-fit decreasing packs
+best) on the feasible destination with the most free memory left (spreading,
+like Nova's default RAM weigher), ties by host name.
+
+Transient guests: the migration persists every guest on its destination
+(VIR_MIGRATE_PERSIST_DEST), so a transient guest comes out of a drain defined
+on its new host.  That is deliberate -- the drained host is going away for
+maintenance, and a guest that would vanish at the next destination restart is
+what an operator least expects -- and it is what ``verify`` checks for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from planner.errors import UsageError
+from planner.migrate import MIGRATABLE_STATES, REFUSED, Outcome, Preflight
+from planner.model import Domain, Host, NumaCell, PageSize
+
+Verdicts = tuple[tuple[str, str, str], ...]  # (verdict, code, message)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    guest: str
+    destination: str
+    wave: int  # 1-based
+    memory_kib: int
+    vcpus: int
+    transient: bool
+    reasons: Verdicts  # the destination's verdicts that are not plain ok (warnings)
+
+
+@dataclass(frozen=True)
+class Stuck:
+    guest: str
+    reasons: tuple[tuple[str, Verdicts], ...]  # (destination, refusing verdicts)
+
+
+@dataclass(frozen=True)
+class DrainPlan:
+    host: str
+    max_parallel: int
+    assignments: tuple[Assignment, ...]
+    stuck: tuple[Stuck, ...]
+    not_running: tuple[tuple[str, str], ...]  # (guest, state): stay defined on the host
+
+    @property
+    def waves(self) -> list[list[Assignment]]:
+        out: list[list[Assignment]] = []
+        for a in self.assignments:
+            while len(out) < a.wave:
+                out.append([])
+            out[a.wave - 1].append(a)
+        return out
+
+    @property
+    def complete(self) -> bool:
+        return not self.stuck
+
+    def to_json(self) -> dict[str, Any]:
+        def verdicts(vs: Verdicts) -> list[dict[str, str]]:
+            return [{"verdict": v, "code": c, "message": m} for v, c, m in vs]
+
+        return {
+            "host": self.host,
+            "max_parallel": self.max_parallel,
+            "waves": [[{"guest": a.guest, "destination": a.destination,
+                        "memory_kib": a.memory_kib, "vcpus": a.vcpus,
+                        "transient": a.transient, "reasons": verdicts(a.reasons)}
+                       for a in wave] for wave in self.waves],
+            "cannot_move": [{"guest": s.guest,
+                             "reasons": {d: verdicts(vs) for d, vs in s.reasons}}
+                            for s in self.stuck],
+            "not_running": [{"guest": g, "state": st} for g, st in self.not_running],
+        }
+
+
+def book(dst: Host, g: Domain) -> Host:
+    """``dst`` as it will be once ``g`` runs there (for the next guest's pre-flight)."""
+    moved = dataclasses.replace(g, host=dst.name, state="running")
+    free = dst.free_memory_kib
+    cells = dst.cells
+    if g.hugepages_kib:
+        cells = _take_pages(cells, g)
+    elif free is not None:
+        free -= g.memory_kib
+        cells = _take_memory(cells, g.memory_kib)
+    return dataclasses.replace(dst, domains=(*dst.domains, moved), free_memory_kib=free,
+                               cells=cells)
+
+
+def _take_memory(cells: tuple[NumaCell, ...], kib: int) -> tuple[NumaCell, ...]:
+    """Take ``kib`` of free memory from the cells, roomiest first (the kernel spreads too)."""
+    out = list(cells)
+    for i in sorted(range(len(out)), key=lambda i: -(out[i].free_kib or 0)):
+        c = out[i]
+        if c.free_kib is None or kib <= 0:
+            continue
+        take = min(kib, c.free_kib)
+        out[i] = dataclasses.replace(c, free_kib=c.free_kib - take)
+        kib -= take
+    return tuple(out)
+
+
+def _take_pages(cells: tuple[NumaCell, ...], g: Domain) -> tuple[NumaCell, ...]:
+    size = g.hugepages_kib[0]
+    if not size:  # <hugepages/>: the host's default huge page size
+        sizes = sorted({p.size_kib for c in cells for p in c.pages if p.size_kib > 4})
+        size = sizes[0] if sizes else 2048
+    need = -(-g.memory_kib // size)
+    out = list(cells)
+    order = sorted(range(len(out)), key=lambda i: -_free_pages(out[i], size))
+    if g.numatune_nodes and g.numatune_mode in ("strict", "restrictive"):
+        order = [i for i in order if out[i].id in g.numatune_nodes]
+    for i in order:
+        have = _free_pages(out[i], size)
+        take = min(need, have)
+        if take <= 0:
+            continue
+        pages = tuple(PageSize(p.size_kib, p.total, (p.free or 0) - take) if p.size_kib == size
+                      else p for p in out[i].pages)
+        out[i] = dataclasses.replace(out[i], pages=pages)
+        need -= take
+    return tuple(out)
+
+
+def _free_pages(c: NumaCell, size: int) -> int:
+    return next((p.free or 0 for p in c.pages if p.size_kib == size), 0)
+
+
+def plan_drain(host: str, hosts: Mapping[str, Host], preflight: Preflight,
+               max_parallel: int = 2) -> DrainPlan:
+    """A destination for every running guest of ``host`` among the other ``hosts``."""
+    if max_parallel < 1:
+        raise UsageError("--max-parallel must be at least 1")
+    if host not in hosts:
+        raise UsageError(f"unknown host {host!r} (known hosts: {', '.join(hosts)})")
+    src = hosts[host]
+    state = {n: h for n, h in sorted(hosts.items()) if n != host}
+    if not state:
+        raise UsageError(f"no other host to drain {host} to: name more hosts")
+    running = [g for g in src.domains if g.state in MIGRATABLE_STATES]
+    not_running = tuple((g.name, g.state) for g in src.domains if g.state not in MIGRATABLE_STATES)
+    running.sort(key=lambda g: (-g.memory_kib, -g.vcpus, g.name))
+    assignments: list[Assignment] = []
+    stuck: list[Stuck] = []
+    for g in running:
+        feasible: list[tuple[str, Verdicts]] = []
+        refused: list[tuple[str, Verdicts]] = []
+        for name, dst in state.items():
+            vs = tuple(preflight(g, src, dst))
+            if any(d.name == g.name for d in dst.domains):
+                vs = (("blocked", "destination.name-taken",
+                       f"{name} already has a guest named {g.name}"), *vs)
+            bad = tuple(v for v in vs if v[0] in REFUSED)
+            if bad:
+                refused.append((name, bad))
+            else:
+                feasible.append((name, tuple(v for v in vs if v[0] != "ok")))
+        if not feasible:
+            stuck.append(Stuck(g.name, tuple(refused)))
+            continue
+        name, reasons = min(feasible, key=lambda f: (-(state[f[0]].free_memory_kib or 0), f[0]))
+        state[name] = book(state[name], g)
+        assignments.append(Assignment(g.name, name, len(assignments) // max_parallel + 1,
+                                      g.memory_kib, g.vcpus, g.persistent is False, reasons))
+    return DrainPlan(host, max_parallel, tuple(assignments), tuple(stuck), not_running)
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    plan: DrainPlan
+    outcomes: tuple[Outcome, ...]
+    not_started: tuple[str, ...]  # guests of waves never started (stopped)
+
+    @property
+    def migrated(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.ok]
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+def run_drain(plan: DrainPlan, migrate_one: Callable[[Assignment, threading.Event], Outcome],
+              *, stop: threading.Event | None = None,
+              on_result: Callable[[Outcome], None] = lambda o: None) -> DrainResult:
+    """Run the plan wave by wave; a wave's moves side by side, the next wave after it.
+
+    ``migrate_one`` pre-flights on fresh state, migrates and verifies one guest,
+    returning its Outcome (never raising for a failed or refused move).  After
+    ``stop`` is set (Ctrl-C), running jobs are aborted by ``migrate_one`` and no
+    further wave starts.
+    """
+    stop = stop or threading.Event()
+    outcomes: list[Outcome] = []
+    not_started: list[str] = []
+    for wave in plan.waves:
+        if stop.is_set():
+            not_started += [a.guest for a in wave]
+            continue
+        with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+            futures = [pool.submit(migrate_one, a, stop) for a in wave]
+            for f in futures:
+                while True:
+                    try:
+                        o = f.result()
+                        break
+                    except KeyboardInterrupt:
+                        # Ctrl-C: the running jobs see ``stop`` and abort; wait for them
+                        stop.set()
+                outcomes.append(o)
+                on_result(o)
+    return DrainResult(plan, tuple(outcomes), tuple(not_started))
+
+
+def summary_exit_code(result: DrainResult | None, plan: DrainPlan) -> int:
+    """4 when a migration failed (guest still on the host), 3 when guests cannot move."""
+    if result is not None and (result.failed or result.not_started):
+        return 4
+    return 0 if plan.complete else 3
+

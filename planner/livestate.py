@@ -1,0 +1,89 @@
+"""Fresh state of a few hosts, read now, parsed like a snapshot -- for pre-flight.
+
+``migrate`` and ``drain`` must judge a move on what the hosts say *now*, not on
+a snapshot taken earlier.  The reads are exactly collect's (``collect.read_host``)
+and the parsing exactly the snapshot loader's (``parse_host``), so the rules see
+the same model as ``migplan check`` -- only nothing is written to disk.
+
+I/O is injected: ``connect(uri)`` returns an object with ``planner.virt.Conn``'s
+read methods.  Nothing here imports libvirt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from planner.collect import HostConn, read_host
+from planner.hostsources import redact_uri
+from planner.inventory import MISSING
+from planner.model import Domain, Host, StoragePool
+from planner.parse_host import build_host, parse_domain, parse_pool
+
+Connect = Callable[[str], HostConn]
+
+
+def default_connect(uri: str) -> HostConn:
+    from planner import virt  # the one module that imports libvirt
+
+    return virt.connect(uri)
+
+
+def host_from_raw(name: str, raw: Mapping[str, Any], uri: str) -> Host:
+    """One Host from ``collect.read_host``'s raw answer (what a snapshot would hold)."""
+    facts = dict(raw["facts"])
+    missing = [MISSING[k] for k in facts.get("errors") or {} if k in MISSING]
+    pools: list[StoragePool] | None = None
+    if raw.get("pools") is not None:
+        pools = [parse_pool(p["xml"].encode(), f"{name}: pool {p['name']}", p.get("active"))
+                 for p in raw["pools"]]
+    domains: list[Domain] = []
+    if raw.get("domains") is not None:
+        domains = [parse_domain(g["xml"].encode(), f"{name}: guest {g['name']}", host=name, meta=g)
+                   for g in raw["domains"]]
+    else:
+        missing.append(MISSING["domains"])
+    dc = raw.get("domcapabilities")
+    return build_host(name, raw["capabilities"].encode(), uri=redact_uri(uri),
+                      domcapabilities=dc.encode() if dc else None, facts=facts, pools=pools,
+                      domains=domains, missing=missing, source=f"{name}: ")
+
+
+def read_one(name: str, uri: str, connect: Connect = default_connect) -> Host:
+    conn = connect(uri)
+    try:
+        raw = read_host(conn)
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+    return host_from_raw(name, raw, uri)
+
+
+def read_hosts(hosts: Mapping[str, str], connect: Connect = default_connect) -> dict[str, Host]:
+    """Read every ``name -> uri`` in parallel; the first failure is raised (HostError)."""
+    if len(hosts) == 1:
+        (name, uri), = hosts.items()
+        return {name: read_one(name, uri, connect)}
+    with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
+        futures = {name: pool.submit(read_one, name, uri, connect) for name, uri in hosts.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def read_available(hosts: Mapping[str, str], connect: Connect = default_connect
+                   ) -> tuple[dict[str, Host], dict[str, str]]:
+    """Like read_hosts, but a host that cannot be read is returned as an error, not raised."""
+    from planner.errors import MigplanError
+
+    def one(name: str, uri: str) -> Host | str:
+        try:
+            return read_one(name, uri, connect)
+        except MigplanError as err:
+            return str(err)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(hosts)))) as pool:
+        futures = {name: pool.submit(one, name, uri) for name, uri in hosts.items()}
+        got = {name: f.result() for name, f in futures.items()}
+    return ({n: h for n, h in got.items() if isinstance(h, Host)},
+            {n: h for n, h in got.items() if isinstance(h, str)})

@@ -1,0 +1,401 @@
+"""Live migration orchestration: plan, pre-flight, execute, verify.
+
+Pure orchestration over an injected ``MigrationDriver`` (implemented on top of
+libvirt in ``planner.virt``), so the safety logic -- never lose a guest -- reads
+in one place and the libvirt calls stay in the one module that imports libvirt.
+
+The rule: a migration ends with the guest running and persistent on the
+destination, or running on the source.  Both are *verified* by asking the hosts
+afterwards, never assumed from the API's return value.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from planner.errors import HostError, InfeasibleError, MigplanError, MigrationFailed, UsageError
+from planner.hostsources import uri_host
+from planner.model import Domain, Host
+
+#: Pre-flight verdicts that refuse a move unless forced.
+REFUSED = ("blocked", "unknown")
+#: States in which a guest can be live-migrated.
+MIGRATABLE_STATES = ("running", "paused", "blocked")
+
+# Flag names are libvirt's (VIR_MIGRATE_*); the driver maps them to numbers.
+BASE_FLAGS = ("LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE", "ABORT_ON_ERROR")
+
+
+@dataclass(frozen=True)
+class MigrateOptions:
+    copy_storage: str = "auto"  # auto | all | inc | none
+    bandwidth_mib: int | None = None  # MiB/s
+    max_downtime_ms: int | None = None
+    auto_converge: bool = False
+    postcopy: bool = False  # allow switching to post-copy
+    compressed: bool = False
+    parallel_connections: int | None = None
+    timeout_s: float | None = None  # completion timeout
+    timeout_action: str = "abort"  # abort | postcopy
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class DiskCopy:
+    target: str
+    source: str | None
+    bytes: int | None
+
+
+@dataclass(frozen=True)
+class GuestPresence:
+    exists: bool
+    active: bool = False
+    persistent: bool = False
+    state: str = "absent"
+
+
+@dataclass(frozen=True)
+class MigrationPlan:
+    guest: str
+    source: str
+    source_uri: str
+    destination: str
+    destination_uri: str
+    flags: tuple[str, ...]
+    params: Mapping[str, int | str]
+    storage: tuple[DiskCopy, ...]
+    memory_bytes: int
+    expected_transfer_bytes: int
+    timeout_s: float | None
+    timeout_action: str
+    preflight: tuple[tuple[str, str, str], ...] = ()  # (verdict, code, message)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "guest": self.guest,
+            "source": {"host": self.source, "uri": self.source_uri},
+            "destination": {"host": self.destination, "uri": self.destination_uri},
+            "flags": ["VIR_MIGRATE_" + f for f in self.flags],
+            "params": dict(self.params),
+            "storage_to_copy": [
+                {"disk": d.target, "source": d.source, "bytes": d.bytes} for d in self.storage
+            ],
+            "memory_bytes": self.memory_bytes,
+            "expected_transfer_bytes": self.expected_transfer_bytes,
+            "completion_timeout_s": self.timeout_s,
+            "on_timeout": self.timeout_action,
+            "preflight": [
+                {"verdict": v, "code": c, "message": m} for v, c, m in self.preflight
+            ],
+        }
+
+
+@dataclass
+class Progress:
+    """One sample of the migration job (virDomainGetJobStats)."""
+
+    elapsed_s: float
+    data_total: int | None = None
+    data_processed: int | None = None
+    data_remaining: int | None = None
+    dirty_rate: int | None = None  # pages/s
+    iteration: int | None = None
+    phase: str = "precopy"
+
+
+@dataclass
+class Outcome:
+    guest: str
+    status: str  # migrated | failed | aborted
+    on: str  # host where the guest runs now
+    message: str
+    duration_s: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "migrated"
+
+
+class MigrationDriver(Protocol):
+    def presence(self, uri: str, guest: str) -> GuestPresence: ...
+
+    def run(
+        self,
+        plan: MigrationPlan,
+        on_progress: Callable[[Progress], None],
+        stop: threading.Event,
+    ) -> str | None:
+        """Run the job; return None on success or libvirt's error message."""
+        ...
+
+
+def make_plan(
+    guest: str,
+    source: str,
+    source_uri: str,
+    destination: str,
+    destination_uri: str,
+    *,
+    memory_kib: int,
+    local_disks: list[DiskCopy],
+    opts: MigrateOptions,
+    preflight: tuple[tuple[str, str, str], ...] = (),
+) -> MigrationPlan:
+    """Choose libvirt flags and typed parameters for a move (pure)."""
+    if source_uri == destination_uri or source == destination:
+        raise UsageError(f"destination {destination} is the source host of {guest}")
+    if opts.timeout_action not in ("abort", "postcopy"):
+        raise UsageError("--on-timeout must be abort or postcopy")
+    if opts.timeout_action == "postcopy" and not opts.postcopy:
+        raise UsageError("--on-timeout postcopy needs --postcopy")
+    # "unknown" is refused like "blocked": a move is done only when proven feasible
+    # (the same answer as `migplan check`, which exits 3 on both).
+    blocked = [p for p in preflight if p[0] in REFUSED]
+    if blocked and not opts.force:
+        raise InfeasibleError(
+            f"refusing to migrate {guest} to {destination}: "
+            + "; ".join(f"[{c}] {m}" for _, c, m in blocked)
+            + " (use --force to try anyway)"
+        )
+    flags = list(BASE_FLAGS)
+    storage: tuple[DiskCopy, ...] = ()
+    mode = opts.copy_storage
+    if mode == "auto":
+        mode = "all" if local_disks else "none"
+    if mode == "all":
+        flags.append("NON_SHARED_DISK")
+        storage = tuple(local_disks)
+    elif mode == "inc":
+        flags.append("NON_SHARED_INC")
+        storage = tuple(local_disks)
+    if opts.auto_converge:
+        flags.append("AUTO_CONVERGE")
+    if opts.postcopy:
+        flags.append("POSTCOPY")
+    if opts.compressed:
+        flags.append("COMPRESSED")
+    params: dict[str, int | str] = {}
+    if opts.parallel_connections:
+        flags.append("PARALLEL")
+        params["parallel.connections"] = opts.parallel_connections
+    if opts.bandwidth_mib:
+        params["bandwidth"] = opts.bandwidth_mib
+    if opts.max_downtime_ms:
+        params["max_downtime_ms"] = opts.max_downtime_ms  # set with migrateSetMaxDowntime
+    mem = memory_kib * 1024
+    disk_bytes = sum(d.bytes or 0 for d in storage)
+    return MigrationPlan(
+        guest=guest,
+        source=source,
+        source_uri=source_uri,
+        destination=destination,
+        destination_uri=destination_uri,
+        flags=tuple(flags),
+        params=params,
+        storage=storage,
+        memory_bytes=mem,
+        expected_transfer_bytes=mem + disk_bytes,
+        timeout_s=opts.timeout_s,
+        timeout_action=opts.timeout_action,
+        preflight=preflight,
+    )
+
+
+def execute(
+    plan: MigrationPlan,
+    driver: MigrationDriver,
+    *,
+    on_progress: Callable[[Progress], None] = lambda p: None,
+    stop: threading.Event | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Outcome:
+    """Run a planned migration and verify where the guest ended up."""
+    import time
+
+    now = clock or time.monotonic
+    stop = stop or threading.Event()
+    before = driver.presence(plan.source_uri, plan.guest)
+    if not before.exists:
+        raise UsageError(f"guest {plan.guest} is not defined on {plan.source}")
+    if not before.active:
+        raise UsageError(f"guest {plan.guest} is {before.state} on {plan.source}, not running")
+    t0 = now()
+    error = driver.run(plan, on_progress, stop)
+    duration = now() - t0
+    return verify(plan, driver, error, duration, aborted=stop.is_set())
+
+
+def verify(
+    plan: MigrationPlan,
+    driver: MigrationDriver,
+    error: str | None,
+    duration: float,
+    *,
+    aborted: bool = False,
+) -> Outcome:
+    """Ask both hosts where the guest is; never trust the job's return alone."""
+    try:
+        dst = driver.presence(plan.destination_uri, plan.guest)
+    except MigplanError:
+        dst = GuestPresence(False, state="destination unreachable")
+    try:
+        src = driver.presence(plan.source_uri, plan.guest)
+    except MigplanError as err:
+        src = GuestPresence(False, state=f"source unreachable: {err}")
+    details = {
+        "source": {"exists": src.exists, "active": src.active, "persistent": src.persistent},
+        "destination": {"exists": dst.exists, "active": dst.active, "persistent": dst.persistent},
+    }
+    if error is None and dst.active and dst.persistent and not src.exists:
+        return Outcome(plan.guest, "migrated", plan.destination,
+                       f"{plan.guest} is running and persistent on {plan.destination}; "
+                       f"gone from {plan.source}", duration, details)
+    if src.active:
+        status = "aborted" if aborted else "failed"
+        why = error or ("aborted" if aborted else
+                        "the destination did not end with a running, persistent guest")
+        return Outcome(plan.guest, status, plan.source,
+                       f"{plan.guest} is still running on {plan.source}: {why}", duration, details)
+    if dst.active:
+        # The job reported an error but the guest runs on the destination
+        # (e.g. post-copy finished, or persisting failed): it is not lost.
+        extra = "" if dst.persistent else " but NOT persistent there (define it before a restart)"
+        if src.exists:
+            # UNDEFINE_SOURCE did not happen: two definitions risk a second start
+            extra += f"; {plan.source} still has it defined ({src.state}): undefine it there"
+        return Outcome(plan.guest, "failed", plan.destination,
+                       f"{plan.guest} runs on {plan.destination}{extra}; libvirt said: {error}",
+                       duration, details)
+    raise MigrationFailed(
+        f"{plan.guest} is running neither on {plan.source} nor on {plan.destination} "
+        f"(source: {src.state}, destination: {dst.state}); libvirt said: {error}"
+    )
+
+
+# ---- from a guest name and a destination to a plan, on fresh state ----------------------------
+
+#: ``preflight(guest, source, destination)`` -> [(verdict, code, message)], every rule's answer.
+Preflight = Callable[[Domain, Host, Host], Sequence[tuple[str, str, str]]]
+#: ``read({name: uri})`` -> {name: Host}: the hosts' state now (``planner.livestate``).
+ReadHosts = Callable[[Mapping[str, str]], Mapping[str, Host]]
+
+
+def rules_preflight(policy: Any, catalog: Any) -> Preflight:
+    """The pre-flight of ``migplan check``: every rule of ``planner.rules``."""
+    from planner.rules import assess
+
+    def run(g: Domain, src: Host, dst: Host) -> list[tuple[str, str, str]]:
+        return [(v.status, v.code, v.message) for v in assess(g, src, dst, policy, catalog).verdicts]
+
+    return run
+
+
+def resolve_host(what: str, hosts: Mapping[str, str]) -> tuple[str, str]:
+    """A host name (one of ``hosts``) or a libvirt URI -> (name, uri)."""
+    if what in hosts:
+        return what, hosts[what]
+    if "://" in what:
+        name = next((n for n, u in hosts.items() if u == what), None)
+        return name or uri_host(what) or what, what
+    known = ", ".join(hosts) or "none: use --lab, --snapshot DIR or a libvirt URI"
+    raise UsageError(f"unknown host {what!r} (known hosts: {known})")
+
+
+def locate(guest: str, hosts: Mapping[str, str],
+           presence: Callable[[str, str], GuestPresence]) -> dict[str, GuestPresence | str]:
+    """Ask every host whether it has ``guest``: name -> presence, or the error text."""
+    def ask(uri: str) -> GuestPresence | str:
+        try:
+            return presence(uri, guest)
+        except MigplanError as err:
+            return str(err)
+
+    if not hosts:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
+        futures = {name: pool.submit(ask, uri) for name, uri in hosts.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def find_source(guest: str, dest: tuple[str, str], hosts: Mapping[str, str],
+                presence: Callable[[str, str], GuestPresence]) -> tuple[str, str]:
+    """The host where ``guest`` runs, searching ``hosts`` and the destination."""
+    search = dict(hosts)
+    search.setdefault(dest[0], dest[1])
+    found = locate(guest, search, presence)
+    running = [n for n, p in found.items() if isinstance(p, GuestPresence) and p.active]
+    if len(running) > 1:
+        raise MigplanError(f"{guest} runs on several hosts at once ({', '.join(running)}): "
+                           "resolve that first")
+    if running:
+        name = running[0]
+        if search[name] == dest[1] or name == dest[0]:
+            raise UsageError(f"{guest} already runs on {dest[0]}: the destination is its source")
+        return name, search[name]
+    defined = [f"{p.state} on {n}" for n, p in found.items()
+               if isinstance(p, GuestPresence) and p.exists]
+    if defined:
+        raise UsageError(f"{guest} is not running ({', '.join(defined)}): only a running guest "
+                         "can be live-migrated")
+    unreachable = [f"{n} ({p})" for n, p in found.items() if isinstance(p, str)]
+    extra = f"; could not ask {', '.join(unreachable)}" if unreachable else ""
+    if not hosts:
+        raise UsageError(f"cannot tell where {guest} runs: give --source, --lab or --snapshot DIR")
+    raise UsageError(f"unknown guest {guest!r}: no host runs it "
+                     f"(searched {', '.join(search)}){extra}")
+
+
+def local_disks(g: Domain, src: Host) -> list[DiskCopy]:
+    """Writable disks local to the source: what --copy-storage has to copy."""
+    from planner.rules import _disk_locality
+
+    out = []
+    for d in g.disks:
+        if d.readonly or d.device in ("cdrom", "floppy"):
+            continue
+        if _disk_locality(d, src):
+            out.append(DiskCopy(d.target, d.source, d.size_bytes))
+    return out
+
+
+def prepare(guest: str, dest: str, *, hosts: Mapping[str, str], source: str | None,
+            opts: MigrateOptions, preflight: Preflight, read: ReadHosts,
+            presence: Callable[[str, str], GuestPresence]) -> MigrationPlan:
+    """Resolve the hosts, find the guest, read both hosts now, pre-flight, plan.
+
+    Changes nothing anywhere.  Raises UsageError for bad names, InfeasibleError
+    when the pre-flight refuses (unless ``opts.force``), HostError when a host
+    cannot be read.
+    """
+    dst_name, dst_uri = resolve_host(dest, hosts)
+    if source is not None:
+        src_name, src_uri = resolve_host(source, hosts)
+    else:
+        src_name, src_uri = find_source(guest, (dst_name, dst_uri), hosts, presence)
+    if src_uri == dst_uri or src_name == dst_name:
+        raise UsageError(f"destination {dst_name} is the source host of {guest}")
+    try:
+        state = read({src_name: src_uri, dst_name: dst_uri})
+    except HostError as err:
+        raise HostError(f"cannot read {src_name} and {dst_name} before migrating: {err}",
+                        err.kind) from None
+    src, dst = state[src_name], state[dst_name]
+    g = next((d for d in src.domains if d.name == guest), None)
+    if g is None:
+        raise UsageError(f"unknown guest {guest!r}: not on {src_name}")
+    if g.state not in MIGRATABLE_STATES:
+        raise UsageError(f"{guest} is {g.state} on {src_name}, not running: only a running "
+                         "guest can be live-migrated")
+    verdicts = list(preflight(g, src, dst))
+    if any(d.name == guest for d in dst.domains):
+        # libvirt refuses an incoming guest whose name is defined there already
+        verdicts.insert(0, ("blocked", "destination.name-taken",
+                            f"{dst_name} already has a guest named {guest}"))
+    return make_plan(guest, src_name, src_uri, dst_name, dst_uri, memory_kib=g.memory_kib,
+                     local_disks=local_disks(g, src), opts=opts, preflight=tuple(verdicts))
