@@ -5,11 +5,24 @@ Accepts what ``migplan collect`` writes and hand-made snapshots: only
 ``hosts/<name>/capabilities.xml`` is required; whatever else is absent is
 listed per host in ``Host.missing`` so the rules can answer "unknown".
 Layout: docs/snapshot.md.
+
+Scale (issue 3 and 4: 10,000 hosts, 100,000 guests): guest XML is the bulk
+and every document is parsed in full (hardened, ``planner.xmlsafe``); what
+repeats across hosts (host CPUs, domcapabilities, capabilities but for their
+UUID, guest ``<cpu>`` elements) is parsed once per load; above
+``PARALLEL_MIN_HOSTS`` hosts, worker processes load chunks of hosts.
+``benchmarks/bench_inventory_load.py`` measures it.
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import multiprocessing as mp
+import os
+import stat
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +46,60 @@ MISSING = {
 }
 
 
-def _read(path: Path, label: str) -> bytes:
+def _read(path: str | Path, label: str) -> bytes:
+    data = _read_opt(path, label, required=True)
+    assert data is not None
+    return data
+
+
+def _read_opt(path: str | Path, label: str, *, required: bool = False) -> bytes | None:
+    """A file's bytes; None when an optional file is absent or not a regular file.
+
+    One open and one fstat a file (no stat before, no pathlib): a large
+    snapshot is 150,000 small files.  O_NONBLOCK: a FIFO where a file should be
+    must not hang the load (it is "not a file", as ``Path.is_file`` says).
+    """
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE:
-            raise InputError(f"{label}: {size} bytes is larger than the {MAX_FILE}-byte limit")
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise InputError(f"{label}: no such file") from None
+        if required:
+            raise InputError(f"{label}: no such file") from None
+        return None
+    except IsADirectoryError:
+        if required:
+            raise InputError(f"{label}: is a directory, not a file") from None
+        return None
+    except PermissionError:
+        raise InputError(f"{label}: permission denied") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            if not required:
+                return None
+            if stat.S_ISDIR(st.st_mode):
+                raise InputError(f"{label}: is a directory, not a file")
+        if st.st_size > MAX_FILE:
+            raise InputError(f"{label}: {st.st_size} bytes is larger than the {MAX_FILE}-byte limit")
+        data = os.read(fd, st.st_size + 1)
+        if len(data) > st.st_size:  # grew since fstat, or not a regular file
+            parts = [data]
+            while chunk := os.read(fd, 1 << 20):
+                parts.append(chunk)
+                if sum(map(len, parts)) > MAX_FILE:
+                    raise InputError(f"{label}: larger than the {MAX_FILE}-byte limit")
+            data = b"".join(parts)
+        return data
     except IsADirectoryError:
         raise InputError(f"{label}: is a directory, not a file") from None
     except PermissionError:
         raise InputError(f"{label}: permission denied") from None
+    finally:
+        os.close(fd)
 
 
-def _json(path: Path, label: str) -> Any:
-    data = _read(path, label)
+def _json(path: str | Path, label: str, data: bytes | None = None) -> Any:
+    if data is None:
+        data = _read(path, label)
     if not data.strip():
         raise InputError(f"{label}: the file is empty")
     try:
@@ -57,23 +108,19 @@ def _json(path: Path, label: str) -> Any:
         raise InputError(f"{label}: not valid JSON: {err}") from None
 
 
-def _opt(path: Path) -> bool:
-    return path.is_file()
-
-
 def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
               cache: CpuCache | None = None) -> Host:
     """One host directory (``hosts/<name>``) to a Host."""
     missing: list[str] = []
-    caps = _read(d / "capabilities.xml", f"{label}/capabilities.xml")
-    domcaps = None
-    if _opt(d / "domcapabilities.xml"):
-        domcaps = _read(d / "domcapabilities.xml", f"{label}/domcapabilities.xml")
-    else:
+    ds = os.fspath(d)
+    caps = _read(f"{ds}/capabilities.xml", f"{label}/capabilities.xml")
+    domcaps = _read_opt(f"{ds}/domcapabilities.xml", f"{label}/domcapabilities.xml")
+    if domcaps is None:
         missing.append(MISSING["domcapabilities"])
     facts: dict[str, Any] | None = None
-    if _opt(d / "host.json"):
-        facts = _json(d / "host.json", f"{label}/host.json")
+    raw = _read_opt(f"{ds}/host.json", f"{label}/host.json")
+    if raw is not None:
+        facts = _json("", f"{label}/host.json", raw)
         if not isinstance(facts, dict):
             raise InputError(f"{label}/host.json: expected a JSON object")
         for key in (facts.get("errors") or {}):
@@ -85,11 +132,12 @@ def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
         missing.append(MISSING["host.json"])
 
     pools: list[StoragePool] | None = None
-    if _opt(d / "pools.json"):
-        index = _json(d / "pools.json", f"{label}/pools.json")
+    raw = _read_opt(f"{ds}/pools.json", f"{label}/pools.json")
+    if raw is not None:
+        index = _json("", f"{label}/pools.json", raw)
         pools = []
         for p in _list_of_dicts(index, f"{label}/pools.json"):
-            f = _member(d, p.get("file"), f"{label}/pools.json")
+            f = _member_str(ds, p.get("file"), f"{label}/pools.json")
             pools.append(parse_pool(_read(f, f"{label}/{p['file']}"), f"{label}/{p['file']}",
                                     p.get("active")))
     elif (d / "pools").is_dir():
@@ -99,17 +147,18 @@ def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
         missing.append(MISSING["pools"])
 
     domains: list[Domain] = []
-    if _opt(d / "domains.json"):
-        index = _json(d / "domains.json", f"{label}/domains.json")
+    raw = _read_opt(f"{ds}/domains.json", f"{label}/domains.json")
+    if raw is not None:
+        index = _json("", f"{label}/domains.json", raw)
         for g in _list_of_dicts(index, f"{label}/domains.json"):
-            f = _member(d, g.get("file"), f"{label}/domains.json")
+            f = _member_str(ds, g.get("file"), f"{label}/domains.json")
             src = f"{label}/{g['file']}"
-            domains.append(parse_domain(_read(f, src), src, host=name, meta=g))
+            domains.append(parse_domain(_read(f, src), src, host=name, meta=g, cache=cache))
     elif (d / "domains").is_dir():
         missing.append(MISSING["domains.json"])
-        for f in sorted((d / "domains").glob("*.xml")):
-            src = f"{label}/domains/{f.name}"
-            domains.append(parse_domain(_read(f, src), src, host=name))
+        for fp in sorted((d / "domains").glob("*.xml")):
+            src = f"{label}/domains/{fp.name}"
+            domains.append(parse_domain(_read(fp, src), src, host=name, cache=cache))
     else:
         missing.append(MISSING["domains"])
     seen: set[str] = set()
@@ -129,6 +178,10 @@ def _list_of_dicts(obj: Any, label: str) -> list[dict[str, Any]]:
 
 
 def _member(d: Path, rel: Any, label: str) -> Path:
+    return Path(_member_str(os.fspath(d), rel, label))
+
+
+def _member_str(d: str, rel: Any, label: str) -> str:
     """A file named inside a snapshot index, refused if it points outside the host dir.
 
     Checked on the name (no absolute path, no ``..``) rather than with
@@ -139,58 +192,160 @@ def _member(d: Path, rel: Any, label: str) -> Path:
     parts = rel.replace("\\", "/").split("/")
     if rel.startswith("/") or ".." in parts:
         raise InputError(f"{label}: file {rel!r} points outside the host directory")
-    return d / rel
+    return f"{d}/{rel}"
+
+
+#: Snapshots of at least this many hosts are loaded by worker processes (one a
+#: CPU): below it, starting them costs more than they save.
+PARALLEL_MIN_HOSTS = 400
+#: Hosts a worker loads per task: small enough that the parent unpickles one
+#: task's hosts while the workers go on, large enough to pickle CPUs once.
+CHUNK_HOSTS = 250
+
+# (host directory, name, label, uri from the manifest)
+_Task = tuple[str, str, str, "str | None"]
+
+_worker_cache: CpuCache | None = None
+
+
+def _workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _forkable() -> bool:
+    """fork (workers start at once, with planner already imported) only when
+    nothing else runs in this process: forking beside threads can copy a lock
+    some thread holds."""
+    return threading.active_count() == 1 and "fork" in mp.get_all_start_methods()
+
+
+def _load_chunk(tasks: list[_Task]) -> list[Host]:
+    """Worker: hosts in order, with a cache that lives as long as the worker."""
+    # Forked while load() had gc off: the worker runs without it too.
+    global _worker_cache
+    if _worker_cache is None:
+        _worker_cache = CpuCache()
+    cache = _worker_cache
+    return [load_host(Path(d), name, label, uri=uri, cache=cache) for d, name, label, uri in tasks]
+
+
+def _load_hosts(tasks: list[_Task]) -> list[Host]:
+    """Every task's Host, in task order; the first failing task's error, as one process would."""
+    cpus = min(_workers(), 8)
+    cache = CpuCache()
+    if len(tasks) < PARALLEL_MIN_HOSTS or cpus < 2 or not _forkable():
+        return [load_host(Path(d), name, label, uri=uri, cache=cache)
+                for d, name, label, uri in tasks]
+    size = max(1, min(CHUNK_HOSTS, -(-len(tasks) // (cpus * 4))))
+    chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
+    # This process loads chunks too (what it loads needs no pickling), taking
+    # the next one whenever the workers have enough queued: cpus - 1 workers.
+    done: dict[int, list[Host] | BaseException] = {}
+    with ProcessPoolExecutor(max_workers=cpus - 1, mp_context=mp.get_context("fork")) as ex:
+        futures: dict[int, Future[list[Host]]] = {}
+        i = 0
+        try:
+            while i < len(chunks):
+                queued = sum(1 for f in futures.values() if not f.done())
+                if queued < cpus:
+                    futures[i] = ex.submit(_load_chunk, chunks[i])
+                else:
+                    try:
+                        done[i] = [load_host(Path(d), name, label, uri=uri, cache=cache)
+                                   for d, name, label, uri in chunks[i]]
+                    except Exception as err:  # raised below if no earlier chunk failed
+                        done[i] = err
+                        break  # what comes after it cannot matter
+                i += 1
+            hosts: list[Host] = []
+            for k in range(len(chunks)):
+                part = done[k] if k in done else futures[k].result()
+                if isinstance(part, BaseException):
+                    raise part
+                hosts += part
+        except BaseException:
+            ex.shutdown(wait=True, cancel_futures=True)
+            raise
+    return hosts
 
 
 def load(path: str | Path) -> Inventory:
-    """The parsed inventory of a snapshot directory (see docs/snapshot.md)."""
-    root = Path(path)
+    """The parsed inventory of a snapshot directory (see docs/snapshot.md).
+
+    Large snapshots are loaded by worker processes; the hosts come back in
+    snapshot order and equal what one process builds.
+    """
+    enabled = gc.isenabled()
+    # A load allocates millions of objects and frees none of them: the cyclic
+    # collector would rescan them all again and again for nothing (a third of
+    # a 10,000-host load).
+    gc.disable()
+    try:
+        return _load(Path(path))
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load(root: Path) -> Inventory:
     if not root.exists():
         raise InputError(f"{root}: no such snapshot directory")
     if not root.is_dir():
         raise InputError(f"{root}: not a directory (a snapshot is a directory with hosts/)")
     hosts_dir = root / "hosts"
-    cache = CpuCache()
-    hosts: list[Host] = []
+    tasks: list[_Task] = []
     errors: list[tuple[str, str]] = []
     collected_at = None
-    if (root / "manifest.json").exists():
-        man = _json(root / "manifest.json", f"{root}/manifest.json")
-        if not isinstance(man, dict) or not isinstance(man.get("hosts"), list):
-            raise InputError(f"{root}/manifest.json: expected an object with a 'hosts' list")
-        collected_at = man.get("collected_at")
-        names: set[str] = set()
-        for i, h in enumerate(_list_of_dicts(man["hosts"], f"{root}/manifest.json")):
-            name = h.get("name")
-            if not isinstance(name, str) or not name:
-                raise InputError(f"{root}/manifest.json: host #{i + 1} has no name")
-            if name in names:
-                raise InputError(f"{root}/manifest.json: duplicate host name {name!r}")
-            names.add(name)
-            if h.get("status") != "ok":
-                errors.append((name, str(h.get("error") or h.get("status") or "not collected")))
-                continue
-            d = _member(root, h.get("dir") or f"hosts/{name}", f"{root}/manifest.json")
-            if not d.is_dir():
-                raise InputError(f"{root}/manifest.json: host {name}: directory {d} is missing")
-            hosts.append(load_host(d, name, f"{root}/hosts/{name}", uri=h.get("uri"),
-                                   cache=cache))
-    else:
-        if not hosts_dir.is_dir():
-            raise InputError(f"{root}: not a snapshot: no manifest.json and no hosts/ directory")
-        lowered: dict[str, str] = {}
-        for d in sorted(hosts_dir.iterdir()):
-            if not d.is_dir() or d.name.startswith("."):
-                continue
-            # Host names are DNS names: case-insensitive, so cn1 and CN1 clash.
-            if d.name.lower() in lowered:
-                raise InputError(f"{hosts_dir}: duplicate host names {lowered[d.name.lower()]!r} "
-                                 f"and {d.name!r}")
-            lowered[d.name.lower()] = d.name
-            if not (d / "capabilities.xml").exists():
-                raise InputError(f"{d}: no capabilities.xml (the one file every host needs: "
-                                 "virsh capabilities > capabilities.xml)")
-            hosts.append(load_host(d, d.name, str(d), cache=cache))
+    # An error found while listing hosts is raised after the hosts listed
+    # before it are loaded: the same first error as loading one after the other.
+    late: InputError | None = None
+    try:
+        if (root / "manifest.json").exists():
+            man = _json(root / "manifest.json", f"{root}/manifest.json")
+            if not isinstance(man, dict) or not isinstance(man.get("hosts"), list):
+                raise InputError(f"{root}/manifest.json: expected an object with a 'hosts' list")
+            collected_at = man.get("collected_at")
+            names: set[str] = set()
+            for i, h in enumerate(_list_of_dicts(man["hosts"], f"{root}/manifest.json")):
+                name = h.get("name")
+                if not isinstance(name, str) or not name:
+                    raise InputError(f"{root}/manifest.json: host #{i + 1} has no name")
+                if name in names:
+                    raise InputError(f"{root}/manifest.json: duplicate host name {name!r}")
+                names.add(name)
+                if h.get("status") != "ok":
+                    errors.append((name, str(h.get("error") or h.get("status") or "not collected")))
+                    continue
+                d = _member(root, h.get("dir") or f"hosts/{name}", f"{root}/manifest.json")
+                if not d.is_dir():
+                    raise InputError(f"{root}/manifest.json: host {name}: directory {d} is missing")
+                tasks.append((str(d), name, f"{root}/hosts/{name}", h.get("uri")))
+        else:
+            if not hosts_dir.is_dir():
+                raise InputError(f"{root}: not a snapshot: no manifest.json and no hosts/ directory")
+            lowered: dict[str, str] = {}
+            for d in sorted(hosts_dir.iterdir()):
+                if not d.is_dir() or d.name.startswith("."):
+                    continue
+                # Host names are DNS names: case-insensitive, so cn1 and CN1 clash.
+                if d.name.lower() in lowered:
+                    raise InputError(f"{hosts_dir}: duplicate host names "
+                                     f"{lowered[d.name.lower()]!r} and {d.name!r}")
+                lowered[d.name.lower()] = d.name
+                if not (d / "capabilities.xml").exists():
+                    raise InputError(f"{d}: no capabilities.xml (the one file every host needs: "
+                                     "virsh capabilities > capabilities.xml)")
+                tasks.append((str(d), d.name, str(d), None))
+    except InputError as err:
+        if not tasks:
+            raise
+        late = err
+    hosts = _load_hosts(tasks)
+    if late is not None:
+        raise late
     if not hosts:
         extra = f" ({len(errors)} could not be collected)" if errors else ""
         raise InputError(f"{root}: the snapshot has no hosts{extra}")

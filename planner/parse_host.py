@@ -2,11 +2,15 @@
 
 Pure: bytes and dicts in, frozen dataclasses out; no libvirt, no file paths.
 Every document goes through ``planner.xmlsafe.parse_document``; every
-``<cpu>`` through ``planner.cpu.parse.parse_cpu_element``.
+``<cpu>`` through ``planner.cpu.parse.parse_cpu_element``.  With a
+``CpuCache`` (one per load), what repeats is parsed once: byte-identical
+``<cpu>`` elements and domcapabilities, and capabilities documents that
+differ only in the host UUID's text (see ``_caps_key``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +121,10 @@ class CpuCache:
     def __init__(self) -> None:
         self._cache: dict[tuple[str, bytes], CpuDef] = {}
         self._domcaps: dict[bytes, DomCaps] = {}
+        self._guest: dict[bytes, CpuDef] = {}
+        # capabilities without their host UUID -> what build_host reads from them
+        # (None: a document whose UUID is not the plain host/uuid, parsed every time).
+        self._caps: dict[bytes, _CapsParts | None] = {}
 
     def parse(self, el: Any, cpu_type: str, source: str) -> CpuDef:
         key = (cpu_type, etree.tostring(el))
@@ -134,6 +142,25 @@ class CpuCache:
             hit = parse_domcapabilities(xml, source, self)
             self._domcaps[xml] = hit
         return hit
+
+    def guest(self, el: Any, source: str) -> CpuDef:
+        """A guest ``<cpu>``: guests of one flavor and image repeat a handful of CPUs.
+
+        The CpuDef of an earlier identical element is reused with this guest's
+        ``source`` (a copy: the source names the guest in the engine's messages).
+        """
+        key = etree.tostring(el, with_tail=False)
+        hit = self._guest.get(key)
+        if hit is None:
+            hit = parse_cpu_element(el, "guest", source)
+            self._guest[key] = hit
+            return hit
+        if hit.source == source:
+            return hit
+        dup = object.__new__(CpuDef)  # a copy, cheaper than copy.copy
+        dup.__dict__.update(hit.__dict__)
+        dup.__dict__["source"] = source
+        return dup
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -158,7 +185,12 @@ def _host_cpu(el: Any, source: str, cache: CpuCache | None) -> CpuDef:
 _CELL_CPU_IDS: Any = etree.XPath("cpus/cpu/@id")
 
 
-def _cells(root: Any, source: str, facts: Mapping[str, Any] | None) -> tuple[NumaCell, ...]:
+# One NUMA cell as capabilities describe it: id, CPU ids, memory KiB, (page size KiB, total).
+_CellLayout = tuple[int, tuple[int, ...], "int | None", tuple[tuple[int, "int | None"], ...]]
+
+
+def _cell_facts(facts: Mapping[str, Any] | None) -> tuple[dict[int, int], dict[int, dict[int, int]]]:
+    """host.json's free memory (KiB) and free pages per cell id."""
     free_mem: dict[int, int] = {}
     free_pages: dict[int, dict[int, int]] = {}
     for c in (facts or {}).get("cells") or []:
@@ -166,6 +198,10 @@ def _cells(root: Any, source: str, facts: Mapping[str, Any] | None) -> tuple[Num
         if c.get("free_bytes") is not None:
             free_mem[cid] = int(c["free_bytes"]) // 1024
         free_pages[cid] = {int(k): int(v) for k, v in (c.get("free_pages") or {}).items()}
+    return free_mem, free_pages
+
+
+def _cell_layout(root: Any, source: str) -> tuple[_CellLayout, ...]:
     cells = []
     for c in root.findall("host/topology/cells/cell"):
         cid = _int(c.get("id"), source, "cell id")
@@ -179,12 +215,22 @@ def _cells(root: Any, source: str, facts: Mapping[str, Any] | None) -> tuple[Num
         for p in c.findall("pages"):
             size = _kib_attr(p, source)
             total = _int(p.text, source, "page count") if p.text and p.text.strip() else None
-            pages.append(PageSize(size, total, free_pages.get(cid, {}).get(size)))
+            pages.append((size, total))
+        cells.append((cid, cpus, memory, tuple(pages)))
+    return tuple(cells)
+
+
+def _cells(layout: tuple[_CellLayout, ...], free_mem: Mapping[int, int],
+           free_pages: Mapping[int, Mapping[int, int]]) -> tuple[NumaCell, ...]:
+    cells = []
+    for cid, cpus, memory, sizes in layout:
+        free = free_pages.get(cid, {})
+        pages = [PageSize(size, total, free.get(size)) for size, total in sizes]
         # Page sizes libvirt reported free pages for but the cell XML did not list.
-        listed = {p.size_kib for p in pages}
-        for size, free in sorted(free_pages.get(cid, {}).items()):
+        listed = {size for size, _ in sizes}
+        for size, n in sorted(free.items()):
             if size not in listed:
-                pages.append(PageSize(size, None, free))
+                pages.append(PageSize(size, None, n))
         cells.append(NumaCell(cid, cpus, memory, free_mem.get(cid), tuple(pages)))
     return tuple(cells)
 
@@ -250,6 +296,36 @@ def parse_pool(xml: bytes, source: str, active: bool | None = None) -> StoragePo
     return StoragePool(root.findtext("name") or "", ptype, target or None, shared, active)
 
 
+@dataclass(frozen=True)
+class _CapsParts:
+    """What build_host takes from a capabilities document, besides the host UUID."""
+
+    cpu: CpuDef
+    layout: tuple[_CellLayout, ...]
+    machines: tuple[str, ...] | None
+
+
+_CAPS_UUID_RE = re.compile(rb"<uuid>([0-9A-Za-z-]*)</uuid>")
+
+
+def _caps_key(xml: bytes) -> tuple[bytes, str] | None:
+    """A capabilities document without its host UUID, and the UUID.
+
+    Hosts of one hardware, firmware and software generation print the same
+    capabilities but for ``<host><uuid>``: what build_host takes from the rest
+    is parsed once per distinct rest.  Only for documents as libvirt prints
+    them (``<capabilities>`` first, no declaration, one ``<uuid>``), and a UUID
+    of letters, digits and dashes, so the two documents can differ in nothing
+    that changes how they parse; anything else: None, parsed in full.
+    """
+    if not xml[:64].lstrip().startswith(b"<capabilities>") or xml.count(b"<uuid") != 1:
+        return None
+    m = _CAPS_UUID_RE.search(xml)
+    if m is None:
+        return None
+    return xml[:m.start(1)] + xml[m.end(1):], m.group(1).decode("ascii")
+
+
 def build_host(
     name: str,
     capabilities: bytes,
@@ -269,15 +345,30 @@ def build_host(
     pages per cell); see docs/snapshot.md.
     """
     src = f"{source}capabilities.xml"
-    root = _root(capabilities, src, "capabilities")
-    cpu_el = root.find("host/cpu")
-    if cpu_el is None:
-        raise InputError(f"{src}: no <host><cpu> element")
-    cpu = _host_cpu(cpu_el, f"{src}: host CPU", cache)
+    key = _caps_key(capabilities) if cache is not None else None
+    parts = cache._caps.get(key[0]) if cache is not None and key is not None else None
+    root = None
+    if parts is not None and key is not None:
+        cpu, host_uuid = parts.cpu, key[1]
+    else:
+        root = _root(capabilities, src, "capabilities")
+        cpu_el = root.find("host/cpu")
+        if cpu_el is None:
+            raise InputError(f"{src}: no <host><cpu> element")
+        cpu = _host_cpu(cpu_el, f"{src}: host CPU", cache)
+        host_uuid = root.findtext("host/uuid")
     if cpu.model is None:
         missing = (*missing, "host CPU model (capabilities name none)")
     arch = cpu.arch or ""
-    cells = _cells(root, src, facts)
+    free_mem, free_pages = _cell_facts(facts)
+    if root is not None:
+        parts = _CapsParts(cpu, _cell_layout(root, src), _machines(root, arch))
+        if cache is not None and key is not None:
+            # Only when the one <uuid> of the document is the host's UUID do
+            # documents differing in it alone share what was parsed here.
+            cache._caps[key[0]] = parts if key[1] == host_uuid else None
+    assert parts is not None
+    cells = _cells(parts.layout, free_mem, free_pages)
     dc = None
     if domcapabilities is not None:
         dsrc = f"{source}domcapabilities.xml"
@@ -303,7 +394,7 @@ def build_host(
         uri=uri,
         cpu=cpu,
         arch=arch,
-        host_uuid=root.findtext("host/uuid"),
+        host_uuid=host_uuid,
         cells=cells,
         cpus_total=cpus_total,
         memory_kib=memory,
@@ -311,7 +402,7 @@ def build_host(
         hypervisor=dc.hypervisor if dc else None,
         host_model=dc.host_model if dc else None,
         usable_models=dc.usable_models if dc else None,
-        machine_types=_machines(root, arch),
+        machine_types=parts.machines,
         libvirt_version=ver.get("libvirt"),
         qemu_version=qemu,
         pools=tuple(pools) if pools is not None else None,
@@ -341,9 +432,9 @@ def _pci(addr: Any) -> str | None:
     return f"{dom:04x}:{bus:02x}:{slot:02x}.{fn:x}"
 
 
-def _hostdevs(devices: Any) -> tuple[HostDev, ...]:
+def _hostdevs(hostdevs: list[Any], sriov: list[Any]) -> tuple[HostDev, ...]:
     out = []
-    for h in devices.findall("hostdev"):
+    for h in hostdevs:
         kind = h.get("type") or "unknown"
         src = h.find("source")
         address = None
@@ -361,17 +452,32 @@ def _hostdevs(devices: Any) -> tuple[HostDev, ...]:
             address = a.get("name") if a is not None else None
         out.append(HostDev(kind, address))
     # SR-IOV VFs handed over as network interfaces are PCI passthrough too.
-    for i in devices.findall("interface[@type='hostdev']"):
+    for i in sriov:
         src = i.find("source")
         out.append(HostDev("sriov-interface", _pci(src.find("address")) if src is not None else None))
     return tuple(out)
 
 
-def _disks(devices: Any) -> tuple[Disk, ...]:
+def _disks(disks: list[Any]) -> tuple[Disk, ...]:
     out = []
-    for d in devices.findall("disk"):
+    for d in disks:
         stype = d.get("type") or "file"
-        src = d.find("source")
+        # One pass over the disk's children for find("source"), find("target"),
+        # find("readonly"), find("shareable"): the first of each.
+        src = target = None
+        readonly = shareable = False
+        for c in d:
+            t = c.tag
+            if t == "source":
+                if src is None:
+                    src = c
+            elif t == "target":
+                if target is None:
+                    target = c
+            elif t == "readonly":
+                readonly = True
+            elif t == "shareable":
+                shareable = True
         source = protocol = pool = None
         if src is not None:
             if stype == "file":
@@ -388,7 +494,6 @@ def _disks(devices: Any) -> tuple[Disk, ...]:
                 pool = src.get("pool")
                 vol = src.get("volume")
                 source = f"{pool}/{vol}" if pool and vol else vol
-        target = d.find("target")
         out.append(Disk(
             target=(target.get("dev") if target is not None else None) or "",
             device=d.get("device") or "disk",
@@ -396,68 +501,137 @@ def _disks(devices: Any) -> tuple[Disk, ...]:
             source=source,
             protocol=protocol,
             pool=pool,
-            readonly=d.find("readonly") is not None,
-            shareable=d.find("shareable") is not None,
+            readonly=readonly,
+            shareable=shareable,
         ))
     return tuple(out)
 
 
+# Children of <domain> that parse_domain reads; one pass over the root collects them.
+_DOMAIN_TAGS = frozenset({"name", "uuid", "memory", "vcpu", "cpu", "os", "cputune", "numatune",
+                          "memoryBacking", "clock", "devices"})
+
+
+def _kids(el: Any, tags: frozenset[str]) -> dict[str, list[Any]]:
+    """Children of ``el`` by tag (document order), for the tags asked for only."""
+    out: dict[str, list[Any]] = {}
+    for c in el:
+        t = c.tag
+        if t in tags:
+            lst = out.get(t)
+            if lst is None:
+                out[t] = [c]
+            else:
+                lst.append(c)
+    return out
+
+
+def _first(parents: list[Any] | None, tag: str) -> Any:
+    """ElementPath's ``find("parent/tag")`` over already-collected parents."""
+    for p in parents or ():
+        for c in p.iterchildren(tag):
+            return c
+    return None
+
+
+def _findtext(els: list[Any] | None) -> str | None:
+    """``findtext(tag)``: the first element's text, "" when it has none."""
+    if not els:
+        return None
+    return els[0].text or ""
+
+
+def _devices(devices: Any) -> tuple[tuple[Disk, ...], tuple[HostDev, ...]]:
+    disks: list[Any] = []
+    hostdevs: list[Any] = []
+    sriov: list[Any] = []
+    for c in devices:
+        t = c.tag
+        if t == "disk":
+            disks.append(c)
+        elif t == "hostdev":
+            hostdevs.append(c)
+        elif t == "interface" and c.get("type") == "hostdev":
+            sriov.append(c)
+    return (_disks(disks) if disks else (),
+            _hostdevs(hostdevs, sriov) if hostdevs or sriov else ())
+
+
 def parse_domain(xml: bytes, source: str, *, host: str = "",
-                 meta: Mapping[str, Any] | None = None) -> Domain:
+                 meta: Mapping[str, Any] | None = None, cache: CpuCache | None = None) -> Domain:
     """A guest from its XML; ``meta`` (domains.json) adds state and persistence.
 
     Without meta, the state is inferred from the live XML: libvirt writes an
     ``id`` attribute only on running (or paused) guests; persistence is unknown.
+    ``cache`` parses each distinct guest ``<cpu>`` once.
+
+    The hot path of a large load (100,000 guests): one pass over the root's
+    children instead of a path lookup per field; same answers, in the same
+    order of checks, as ``find``/``findall`` with the paths in the comments.
     """
     root = _root(xml, source, "domain")
-    name = root.findtext("name")
+    kids = _kids(root, _DOMAIN_TAGS)
+    name = _findtext(kids.get("name"))  # findtext("name")
     if not name:
         raise InputError(f"{source}: guest without <name>")
     meta = meta or {}
     state = meta.get("state") or ("running" if root.get("id") not in (None, "-1") else "shutoff")
-    mem_el = root.find("memory")
-    if mem_el is None:
+    mem_els = kids.get("memory")
+    if not mem_els:
         raise InputError(f"{source}: guest {name} without <memory>")
-    vcpu_el = root.find("vcpu")
+    mem_el = mem_els[0]
+    vcpu_els = kids.get("vcpu")
     # The maximum (the element text): what pinning and placement must fit.
-    vcpus = _int(vcpu_el.text, source, "vcpu count") if vcpu_el is not None else 1
-    cpu_el = root.find("cpu")
-    cpu = parse_cpu_element(cpu_el, "guest", f"{source}: guest CPU") if cpu_el is not None else None
-    os_type = root.find("os/type")
-    tune = root.find("cputune")
+    vcpus = _int(vcpu_els[0].text, source, "vcpu count") if vcpu_els else 1
+    cpu_els = kids.get("cpu")
+    cpu = None
+    if cpu_els:
+        csrc = f"{source}: guest CPU"
+        cpu = cache.guest(cpu_els[0], csrc) if cache is not None \
+            else parse_cpu_element(cpu_els[0], "guest", csrc)
+    os_type = _first(kids.get("os"), "type")  # find("os/type")
+    tune_els = kids.get("cputune")
     vcpupin: list[tuple[int, tuple[int, ...]]] = []
     emulatorpin: tuple[int, ...] = ()
-    if tune is not None:
-        for p in tune.findall("vcpupin"):
+    if tune_els:
+        tune = tune_els[0]
+        for p in tune.iterchildren("vcpupin"):
             vcpupin.append((_int(p.get("vcpu"), source, "vcpupin vcpu"),
                             parse_cpuset(p.get("cpuset"), source)))
-        e = tune.find("emulatorpin")
+        e = _first(tune_els[:1], "emulatorpin")
         if e is not None:
             emulatorpin = parse_cpuset(e.get("cpuset"), source)
-    nt = root.find("numatune/memory")
+    nt = _first(kids.get("numatune"), "memory")  # find("numatune/memory")
     vnuma: list[tuple[int, tuple[int, ...], int]] = []
-    for c in root.findall("cpu/numa/cell"):
-        cid = _int(c.get("id") or str(len(vnuma)), source, "NUMA cell id")
-        mem = _int(c.get("memory"), source, "NUMA cell memory") * \
-            _UNITS.get((c.get("unit") or "KiB").lower(), 1024) // 1024
-        vnuma.append((cid, parse_cpuset(c.get("cpus"), source), mem))
+    for cpu_el in cpu_els or ():  # findall("cpu/numa/cell")
+        for numa in cpu_el.iterchildren("numa"):
+            for c in numa.iterchildren("cell"):
+                cid = _int(c.get("id") or str(len(vnuma)), source, "NUMA cell id")
+                mem = _int(c.get("memory"), source, "NUMA cell memory") * \
+                    _UNITS.get((c.get("unit") or "KiB").lower(), 1024) // 1024
+                vnuma.append((cid, parse_cpuset(c.get("cpus"), source), mem))
     huge: list[int] = []
-    hp = root.find("memoryBacking/hugepages")
+    hp = _first(kids.get("memoryBacking"), "hugepages")  # find("memoryBacking/hugepages")
     if hp is not None:
-        for page in hp.findall("page"):
+        for page in hp.iterchildren("page"):
             size = _int(page.get("size"), source, "huge page size") * \
                 _UNITS.get((page.get("unit") or "KiB").lower(), 1024) // 1024
             if size not in huge:
                 huge.append(size)
         if not huge:
             huge.append(0)  # <hugepages/>: the host's default huge page size
-    tsc = root.find("clock/timer[@name='tsc']")
+    tsc = None  # find("clock/timer[@name='tsc']")
+    for clock in kids.get("clock") or ():
+        tsc = next((t for t in clock.iterchildren("timer") if t.get("name") == "tsc"), None)
+        if tsc is not None:
+            break
     tsc_freq = _int(tsc.get("frequency"), source, "TSC frequency") \
         if tsc is not None and tsc.get("frequency") else None
-    devices = root.find("devices")
+    dev_els = kids.get("devices")
+    disks, hostdevs = _devices(dev_els[0]) if dev_els else ((), ())
     return Domain(
         name=name,
-        uuid=root.findtext("uuid") or meta.get("uuid"),
+        uuid=_findtext(kids.get("uuid")) or meta.get("uuid"),
         state=state,
         persistent=meta.get("persistent"),
         memory_kib=_kib(mem_el, source, "memory"),
@@ -472,8 +646,8 @@ def parse_domain(xml: bytes, source: str, *, host: str = "",
         numatune_nodes=parse_cpuset(nt.get("nodeset"), source) if nt is not None else (),
         vnuma_cells=tuple(vnuma),
         hugepages_kib=tuple(huge),
-        disks=_disks(devices) if devices is not None else (),
-        hostdevs=_hostdevs(devices) if devices is not None else (),
+        disks=disks,
+        hostdevs=hostdevs,
         tsc_frequency=tsc_freq,
         host=host,
     )
