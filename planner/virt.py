@@ -292,27 +292,6 @@ def domains(conn: Conn) -> list[dict[str, Any]]:
 
 # ---- live migration (the libvirt side of planner.migrate) ------------------------------
 
-_DOMAIN_STATES = {
-    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
-    libvirt.VIR_DOMAIN_RUNNING: "running",
-    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
-    libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
-    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
-    libvirt.VIR_DOMAIN_CRASHED: "crashed",
-    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
-}
-
-
-
-def _open_migration(uri: str, read_only: bool = False) -> libvirt.virConnect:
-    try:
-        conn = libvirt.openReadOnly(uri) if read_only else libvirt.open(uri)
-    except libvirt.libvirtError as err:
-        raise HostError(f"cannot connect to {redact_uri(uri)}: {err.get_error_message()}",
-                        "unreachable") from None
-    return conn
-
 
 class LibvirtMigrationDriver:
     """Runs a planned migration through libvirt; never decides whether it worked
@@ -324,10 +303,10 @@ class LibvirtMigrationDriver:
     abort_grace_s = 120.0
 
     def presence(self, uri: str, guest: str) -> GuestPresence:
-        conn = _open_migration(uri, read_only=True)
+        conn = _open(uri, readonly=True)
         try:
             dom = conn.lookupByName(guest)
-            state = _DOMAIN_STATES.get(dom.state()[0], "unknown")
+            state = _STATES.get(dom.state()[0], "unknown")
             return GuestPresence(True, bool(dom.isActive()), bool(dom.isPersistent()), state)
         except libvirt.libvirtError as err:
             # an incoming guest being torn down vanishes between the lookup and the state
@@ -340,8 +319,8 @@ class LibvirtMigrationDriver:
 
     def run(self, plan: MigrationPlan, on_progress: Callable[[Progress], None],
             stop: threading.Event) -> str | None:
-        conn = _open_migration(plan.source_uri)
-        poll = _open_migration(plan.source_uri)
+        conn = _open(plan.source_uri, readonly=False)
+        poll = _open(plan.source_uri, readonly=False)
         try:
             try:
                 dom = conn.lookupByName(plan.guest)
