@@ -19,7 +19,9 @@ on request.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import gc
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,9 +133,32 @@ def _capacity_key(g: Domain) -> tuple[object, ...]:
             g.vnuma_cells, g.hugepages_kib)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic collector off for a while (restored as it was).
+
+    analyze() allocates a few objects per guest and frees none of them: on
+    100,000 guests the collector's full passes rescanned them again and again
+    (about 1 s of a 2.7 s analysis), for no garbage.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def analyze(inv: Inventory, recs: Mapping[str, Recommendation], cat: Catalog,
             policy: Policy | None = None) -> Analysis:
     """Build the graph and the per-guest answers.  ``recs`` maps host -> its recommendation."""
+    with _gc_paused():
+        return _analyze(inv, recs, cat, policy)
+
+
+def _analyze(inv: Inventory, recs: Mapping[str, Recommendation], cat: Catalog,
+             policy: Policy | None) -> Analysis:
     policy = policy or Policy()
     hosts = {h.name: h for h in inv.hosts}
     classes = host_classes(inv.hosts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,6 @@ def _policy(memory_reserve: int, cpu_ratio: float, no_block_migration: bool) -> 
 
 
 def _load(snapshot: str) -> Any:
-    import gc
-
     from planner.inventory import load
 
     inv = load(snapshot)
@@ -95,6 +94,9 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
     inv = _load(snapshot)
     rep = report.build_report(inv, cat, _policy(memory_reserve, cpu_ratio, no_block_migration),
                               groups)
+    # Like the inventory, the analysis lives until exit: out of the collector's
+    # way while the report is written (~0.7 s of collections on 100,000 guests).
+    gc.freeze()
     if out:
         _write_out(Path(out), rep, detail)
     if fmt == "json":
