@@ -184,22 +184,32 @@ def is_large(rep: Report) -> bool:
     return len(rep.inv.hosts) + len(rep.analysis.guests) > LARGE_DOCUMENT
 
 
+_str = json.encoder.encode_basestring_ascii  # what json.dumps writes for a str (ensure_ascii)
+
+
 class _ReasonCodec:
-    """JSON text of reason lists; a Verdict shared by many guests is encoded once."""
+    """JSON text of reason lists and string lists; an object shared by many guests
+    (a Verdict, a tuple of classes or hosts) is encoded once."""
 
     def __init__(self) -> None:
-        self._memo: dict[int, tuple[Verdict, str]] = {}
-        self._enc = json.JSONEncoder(separators=(",", ":")).encode
+        self._memo: dict[int, tuple[object, str]] = {}
 
     def encode(self, vs: Sequence[Verdict]) -> str:
         out = []
+        memo = self._memo
         for v in vs:
-            hit = self._memo.get(id(v))
+            hit = memo.get(id(v))
             if hit is None or hit[0] is not v:
                 # keep v alive with its text, so its id is not reused while memoised
-                hit = self._memo[id(v)] = (v, self._enc({"code": v.code, "message": v.message}))
+                hit = memo[id(v)] = (v, f'{{"code":{_str(v.code)},"message":{_str(v.message)}}}')
             out.append(hit[1])
         return "[" + ",".join(out) + "]"
+
+    def strings(self, xs: tuple[str, ...]) -> str:
+        hit = self._memo.get(id(xs))
+        if hit is None or hit[0] is not xs:
+            hit = self._memo[id(xs)] = (xs, "[" + ",".join(map(_str, xs)) + "]")
+        return hit[1]
 
 
 def iter_report_json(rep: Report, detail: str, chunk: int = 2_000) -> Iterator[str]:
@@ -219,10 +229,10 @@ def iter_report_json(rep: Report, detail: str, chunk: int = 2_000) -> Iterator[s
     doc = _document(rep, detail, lazy=True)
     an = rep.analysis
     # guests[] and stranded[] repeat the same reasons for many guests: encode those once.
-    doc["guests"] = (_guest_text(g, enc, codec) for g in an.guests)
+    doc["guests"] = (_guest_text(g, codec) for g in an.guests)
     by_guest = {g.guest: g for g in an.guests}
     doc["stranded"] = (
-        f'{{"guest":{enc(n)},"host":{enc(by_guest[n].source)},'
+        f'{{"guest":{_str(n)},"host":{_str(by_guest[n].source)},'
         f'"reasons":{codec.encode(by_guest[n].reasons)}}}' for n in an.stranded)
     yield "{"
     for i, (k, v) in enumerate(doc.items()):
@@ -244,11 +254,11 @@ def iter_report_json(rep: Report, detail: str, chunk: int = 2_000) -> Iterator[s
     yield "\n}\n"
 
 
-def _guest_text(g: GuestResult, enc: Callable[[Any], str], codec: _ReasonCodec) -> str:
-    """``enc(_guest_row(g))`` with the reasons encoded through ``codec``."""
-    return (f'{{"guest":{enc(g.guest)},"host":{enc(g.source)},"shape":{enc(g.shape)},'
-            f'"verdict":{enc(g.status)},"feasible_classes":{enc(list(g.feasible_classes))},'
-            f'"destinations":{enc(list(g.destinations))},"reasons":{codec.encode(g.reasons)}}}')
+def _guest_text(g: GuestResult, codec: _ReasonCodec) -> str:
+    """``json.dumps(_guest_row(g), separators=(",", ":"))``, shared parts encoded once."""
+    return (f'{{"guest":{_str(g.guest)},"host":{_str(g.source)},"shape":{_str(g.shape)},'
+            f'"verdict":{_str(g.status)},"feasible_classes":{codec.strings(g.feasible_classes)},'
+            f'"destinations":{codec.strings(g.destinations)},"reasons":{codec.encode(g.reasons)}}}')
 
 
 # --- Nova settings ------------------------------------------------------------------------------
