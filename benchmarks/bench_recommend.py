@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import resource
 import sys
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from planner.catalogs import default_catalog  # noqa: E402
 from planner.model import Disk, HostDev, Inventory  # noqa: E402
-from planner.report import build_report, report_json  # noqa: E402
+from planner.report import build_report, iter_report_json, matrix_detail  # noqa: E402
 from tests.builders import HOST_MODEL, custom_cpu, guest, host  # noqa: E402
 
 GENS = ("broadwell", "skylake", "cascadelake", "icelake")
@@ -102,8 +103,11 @@ def snapshot_run(n: int) -> None:
         t1 = time.perf_counter()
         print(f"load: {len(inv.hosts)} hosts, {sum(len(h.domains) for h in inv.hosts)} guests "
               f"in {t1 - t0:.2f} s")
+        gc.freeze()  # as the CLI does after the load and after the analysis
         rep = build_report(inv, default_catalog())
-        json.dumps(report_json(rep, "auto"))
+        gc.freeze()
+        for _ in iter_report_json(rep, "auto"):
+            pass
         t2 = time.perf_counter()
         print(f"recommend + JSON: {t2 - t1:.2f} s; total {t2 - t0:.2f} s; peak RSS {rss_mib():.0f} MiB")
 
@@ -127,18 +131,19 @@ def main() -> None:
     t1 = time.perf_counter()
     print(f"built {len(inv.hosts)} hosts, {sum(len(h.domains) for h in inv.hosts)} guests "
           f"in {t1 - t0:.2f} s (rss {rss_mib():.0f} MiB)")
+    gc.freeze()  # as the CLI does after the load and after the analysis
     rep = build_report(inv, cat)
+    gc.freeze()
     t2 = time.perf_counter()
     an = rep.analysis
     print(f"recommend + graph: {t2 - t1:.2f} s -> {rep.recs[0].cpu_mode} "
           f"{', '.join(rep.recs[0].cpu_models[:2])}; {len(an.classes)} host classes, "
           f"{an.graph.number_of_nodes()} graph nodes, {len(an.domains)} domains, "
           f"{len(an.one_way)} one-way class pairs, {len(an.stranded)} stranded guests")
-    doc = report_json(rep, "auto")
-    text = json.dumps(doc)
+    size = sum(len(chunk) for chunk in iter_report_json(rep, "auto"))  # what the CLI writes
     t3 = time.perf_counter()
-    print(f"JSON report ({doc['matrix_detail']} matrix, {len(doc['matrix'])} rows, "
-          f"{len(text) / 2**20:.1f} MiB): {t3 - t2:.2f} s")
+    print(f"JSON report ({matrix_detail(rep, 'auto')} matrix, {size / 2**20:.1f} MiB): "
+          f"{t3 - t2:.2f} s")
     total = t3 - t1
     peak = rss_mib()
     print(f"TOTAL recommend (excluding building the inventory): {total:.2f} s; "

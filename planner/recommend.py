@@ -37,9 +37,16 @@ class CpuClass:
         return self.cpu.model or "unknown CPU"
 
 
+def _flat_key(cpu: CpuDef) -> tuple[object, ...]:
+    """``cpu.key()`` with features as (name, policy) pairs: equal exactly when the keys
+    are, but hashed and compared in C (a host CPU lists ~100 features)."""
+    return (cpu.type, cpu.arch, cpu.model, cpu.vendor,
+            tuple([(f.name, f.policy) for f in cpu.features]), cpu.mode, cpu.match)
+
+
 def cpu_key(h: Host) -> tuple[object, ...]:
-    hm = h.host_model.key() if h.host_model is not None else None
-    return (h.cpu.key(), h.cpu.signature, hm, h.usable_models)
+    hm = _flat_key(h.host_model) if h.host_model is not None else None
+    return (_flat_key(h.cpu), h.cpu.signature, hm, h.usable_models)
 
 
 def cpu_classes(hosts: Sequence[Host]) -> list[CpuClass]:

@@ -6,6 +6,7 @@ The JSON document is described in the README ("recommend JSON").
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from planner.cpu.catalog import Catalog
-from planner.graph import Analysis, guest_moves, host_pairs
+from planner.graph import Analysis, GuestResult, guest_moves, host_pairs
 from planner.model import Inventory
 from planner.recommend import Recommendation
 from planner.rules import Assessment, Policy, Verdict
@@ -104,30 +105,48 @@ def recommendation_json(rec: Recommendation) -> dict[str, Any]:
     }
 
 
-def report_json(rep: Report, detail: str) -> dict[str, Any]:
+def _host_rows(rep: Report) -> Iterator[dict[str, Any]]:
     an = rep.analysis
     costs = {c.host: c for r in rep.recs for c in r.costs}
     scope = {h: r.scope for r in rep.recs for h in r.hosts}
-    hosts = []
     for h in rep.inv.hosts:
         c = costs[h.name]
-        hosts.append({"name": h.name, "aggregate": scope[h.name], "cpu_model": h.cpu.model,
-                      "cpu_vendor": h.cpu.vendor, "host_class": an.host_class[h.name],
-                      "guests": len(h.domains), "features_lost": list(c.features_lost),
-                      "compare": c.compare, "missing": list(h.missing)})
+        yield {"name": h.name, "aggregate": scope[h.name], "cpu_model": h.cpu.model,
+               "cpu_vendor": h.cpu.vendor, "host_class": an.host_class[h.name],
+               "guests": len(h.domains), "features_lost": list(c.features_lost),
+               "compare": c.compare, "missing": list(h.missing)}
+
+
+def _stranded_rows(an: Analysis) -> Iterator[dict[str, Any]]:
+    by_guest = {g.guest: g for g in an.guests}
+    for n in an.stranded:
+        g = by_guest[n]
+        yield {"guest": n, "host": g.source, "reasons": _reasons(g.reasons)}
+
+
+def _guest_row(g: GuestResult) -> dict[str, Any]:
+    return {"guest": g.guest, "host": g.source, "shape": g.shape, "verdict": g.status,
+            "feasible_classes": list(g.feasible_classes),
+            "destinations": list(g.destinations), "reasons": _reasons(g.reasons)}
+
+
+def _shape_rows(an: Analysis) -> Iterator[dict[str, Any]]:
+    for n, data in an.graph.nodes(data=True):
+        if data["kind"] == "guest-shape":
+            yield {"id": n[1], "source_class": data["source_class"], "guests": list(data["guests"])}
+
+
+def _document(rep: Report, detail: str, lazy: bool) -> dict[str, Any]:
+    """The JSON document; with ``lazy`` its long lists are generators (see iter_report_json)."""
+    an = rep.analysis
+
+    def seq(rows: Iterator[dict[str, Any]]) -> Any:
+        return rows if lazy else list(rows)
+
     one_way = [{"source_class": a, "destination_class": b,
                 "source_hosts": list(an.classes[a].hosts),
                 "destination_hosts": list(an.classes[b].hosts)} for a, b in an.one_way]
-    by_guest = {g.guest: g for g in an.guests}
-    stranded = [{"guest": n, "host": by_guest[n].source, "reasons": _reasons(by_guest[n].reasons)}
-                for n in an.stranded]
     d = matrix_detail(rep, detail)
-    guests = [{"guest": g.guest, "host": g.source, "shape": g.shape, "verdict": g.status,
-               "feasible_classes": list(g.feasible_classes),
-               "destinations": list(g.destinations), "reasons": _reasons(g.reasons)}
-              for g in an.guests]
-    shapes = [{"id": n[1], "source_class": data["source_class"], "guests": list(data["guests"])}
-              for n, data in an.graph.nodes(data=True) if data["kind"] == "guest-shape"]
     return {
         "schema": SCHEMA_VERSION,
         "snapshot": rep.inv.source,
@@ -138,18 +157,108 @@ def report_json(rep: Report, detail: str) -> dict[str, Any]:
                    "allow_block_migration": rep.policy.allow_block_migration},
         "recommendation": recommendation_json(rep.recs[0]),
         "recommendations": [recommendation_json(r) for r in rep.recs],
-        "hosts": hosts,
+        "hosts": seq(_host_rows(rep)),
         "not_collected": [{"host": h, "error": e} for h, e in rep.inv.errors],
         "host_classes": [{"id": c.id, "cpu_model": c.cpu_model, "hosts": list(c.hosts)}
                          for c in an.classes.values()],
         "migration_domains": [list(dm) for dm in an.domains],
         "one_way": one_way,
-        "stranded": stranded,
-        "guests": guests,
-        "guest_shapes": shapes,
+        "stranded": seq(_stranded_rows(an)),
+        "guests": seq(_guest_row(g) for g in an.guests),
+        "guest_shapes": seq(_shape_rows(an)),
         "matrix_detail": d,
-        "matrix": list(matrix(rep, d)),
+        "matrix": seq(matrix(rep, d)),
     }
+
+
+def report_json(rep: Report, detail: str) -> dict[str, Any]:
+    """The whole JSON document as data (every list built: mind the size on large clusters)."""
+    return _document(rep, detail, lazy=False)
+
+
+#: Above this many hosts + guests the JSON is written compact and streamed (iter_report_json).
+LARGE_DOCUMENT = 2_000
+
+
+def is_large(rep: Report) -> bool:
+    return len(rep.inv.hosts) + len(rep.analysis.guests) > LARGE_DOCUMENT
+
+
+_str = json.encoder.encode_basestring_ascii  # what json.dumps writes for a str (ensure_ascii)
+
+
+class _ReasonCodec:
+    """JSON text of reason lists and string lists; an object shared by many guests
+    (a Verdict, a tuple of classes or hosts) is encoded once."""
+
+    def __init__(self) -> None:
+        self._memo: dict[int, tuple[object, str]] = {}
+
+    def encode(self, vs: Sequence[Verdict]) -> str:
+        out = []
+        memo = self._memo
+        for v in vs:
+            hit = memo.get(id(v))
+            if hit is None or hit[0] is not v:
+                # keep v alive with its text, so its id is not reused while memoised
+                hit = memo[id(v)] = (v, f'{{"code":{_str(v.code)},"message":{_str(v.message)}}}')
+            out.append(hit[1])
+        return "[" + ",".join(out) + "]"
+
+    def strings(self, xs: tuple[str, ...]) -> str:
+        hit = self._memo.get(id(xs))
+        if hit is None or hit[0] is not xs:
+            hit = self._memo[id(xs)] = (xs, "[" + ",".join(map(_str, xs)) + "]")
+        return hit[1]
+
+
+def iter_report_json(rep: Report, detail: str, chunk: int = 2_000) -> Iterator[str]:
+    """The JSON document as text, in pieces (for writing to a stream).
+
+    Small reports: exactly ``json.dumps(report_json(...), indent=2)``.  Large
+    ones (more than LARGE_DOCUMENT hosts + guests): the same document, written
+    without indentation -- one top-level key per line and one item per line
+    in the long lists (hosts, stranded, guests, guest_shapes, matrix) -- and
+    never held in memory whole.
+    """
+    if not is_large(rep):
+        yield json.dumps(report_json(rep, detail), indent=2) + "\n"
+        return
+    enc = json.JSONEncoder(separators=(",", ":")).encode
+    codec = _ReasonCodec()
+    doc = _document(rep, detail, lazy=True)
+    an = rep.analysis
+    # guests[] and stranded[] repeat the same reasons for many guests: encode those once.
+    doc["guests"] = (_guest_text(g, codec) for g in an.guests)
+    by_guest = {g.guest: g for g in an.guests}
+    doc["stranded"] = (
+        f'{{"guest":{_str(n)},"host":{_str(by_guest[n].source)},'
+        f'"reasons":{codec.encode(by_guest[n].reasons)}}}' for n in an.stranded)
+    yield "{"
+    for i, (k, v) in enumerate(doc.items()):
+        yield ("\n" if i == 0 else ",\n") + enc(k) + ":"
+        if not isinstance(v, Iterator):
+            yield enc(v)
+            continue
+        batch: list[str] = []
+        first = True
+        for item in v:
+            batch.append(item if isinstance(item, str) else enc(item))
+            if len(batch) >= chunk:
+                yield ("[\n" if first else ",\n") + ",\n".join(batch)
+                first, batch = False, []
+        if batch:
+            yield ("[\n" if first else ",\n") + ",\n".join(batch)
+            first = False
+        yield "[]" if first else "\n]"
+    yield "\n}\n"
+
+
+def _guest_text(g: GuestResult, codec: _ReasonCodec) -> str:
+    """``json.dumps(_guest_row(g), separators=(",", ":"))``, shared parts encoded once."""
+    return (f'{{"guest":{_str(g.guest)},"host":{_str(g.source)},"shape":{_str(g.shape)},'
+            f'"verdict":{_str(g.status)},"feasible_classes":{codec.strings(g.feasible_classes)},'
+            f'"destinations":{codec.strings(g.destinations)},"reasons":{codec.encode(g.reasons)}}}')
 
 
 # --- Nova settings ------------------------------------------------------------------------------

@@ -229,25 +229,25 @@ def cpu_passthrough(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) ->
     return _v(r, OK, "identical", "identical host CPUs")
 
 
-def _exposed_features(g: Domain, src: Host) -> set[str] | None:
+def _exposed_features(g: Domain, src: Host) -> frozenset[str] | None:
     """Feature names the guest sees explicitly (None: unknown)."""
     cpu = g.cpu
     if cpu is None:
-        return set()
+        return frozenset()
     if cpu.mode in PASSTHROUGH_MODES:
         # KVM passes vmx/svm through only with nesting enabled, which the
         # domcapabilities host-model reflects; the raw host CPU always lists them.
         if src.host_model is not None:
-            return set(src.host_model.feature_names("require", "force"))
-        return set(src.cpu.feature_names())
+            return src.host_model.required_feature_set
+        return src.cpu.all_feature_set
     if cpu.mode == "host-model":
-        return set(src.host_model.feature_names("require", "force")) if src.host_model else None
-    return set(cpu.feature_names("require", "force"))
+        return src.host_model.required_feature_set if src.host_model else None
+    return cpu.required_feature_set
 
 
 def tsc_frequency(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Verdict:
     r = "tsc-frequency"
-    feats = _exposed_features(g, src) or set()
+    feats = _exposed_features(g, src) or frozenset()
     if g.tsc_frequency is None and "invtsc" not in feats:
         return _v(r, OK, "not-applicable", "guest does not pin the TSC frequency")
     # QEMU refuses to migrate invtsc guests unless the TSC frequency is fixed

@@ -180,3 +180,24 @@ def test_check_golden(guest, dest, code, update_golden):
     r = run_cli("check", guest, dest, "--snapshot", "fixtures/mixed-intel-generations")
     assert r.returncode == code, r.stderr
     _golden(f"mixed-intel-generations/check-{guest}-{dest}.txt", r.stdout, update_golden)
+
+
+@pytest.mark.parametrize("scenario", FIXTURES)
+@pytest.mark.parametrize("detail", ["full", "classes"])
+def test_large_json_is_streamed_compact_with_the_same_content(scenario, detail, monkeypatch):
+    from planner import report
+    from planner.catalogs import default_catalog
+    from planner.inventory import load
+
+    rep = report.build_report(load(REPO / "fixtures" / scenario), default_catalog())
+    doc = report.report_json(rep, detail)
+    small = "".join(report.iter_report_json(rep, detail))
+    assert small == json.dumps(doc, indent=2) + "\n"  # small reports: unchanged bytes
+    monkeypatch.setattr(report, "LARGE_DOCUMENT", 0)
+    chunks = list(report.iter_report_json(rep, detail, chunk=2))
+    text = "".join(chunks)
+    assert json.loads(text) == doc
+    assert list(json.loads(text)) == list(doc)  # key order kept
+    assert "\n  " not in text  # no indentation
+    # one top-level key per line, one guest per line
+    assert text.count("\n") >= len(doc) + len(doc["guests"])

@@ -125,3 +125,38 @@ def test_identical_cpus_with_different_host_model_still_cover_every_host():
     b = host("b", host_model=None)
     rec = recommend([a, b], CAT)
     assert {c.host for c in rec.costs} == {"a", "b"}
+
+
+def test_guests_sharing_a_shape_and_size_get_answers_of_their_own():
+    # The destination-class part of an answer is shared by guests of one shape
+    # and size: a guest's own host must still never be its destination, and a
+    # guest's own rules (here a PCI device) must still decide its verdict.
+    hosts = [host(f"h{i}", domains=(guest(f"g{i}"),)) for i in range(6)]
+    hosts.append(host("h6", domains=(guest("gpu", hostdevs=(HostDev("pci", "0000:3b:00.0"),)),)))
+    an = run(inventory(*hosts))
+    res = {r.guest: r for r in an.guests}
+    for i in range(6):
+        r = res[f"g{i}"]
+        assert r.destinations and f"h{i}" not in r.destinations
+        assert r.status in FEASIBLE
+        assert all(v.code != "hostdev.assigned" for v in r.reasons)
+    assert res["gpu"].status == "blocked" and res["gpu"].reasons[0].code == "hostdev.assigned"
+    assert an.stranded == ["gpu"]
+
+
+
+def test_shared_class_parts_equal_answers_computed_guest_by_guest(monkeypatch):
+    import planner.graph as G
+
+    hosts = [host(f"h{i}", "broadwell" if i % 2 else "skylake", mem_gib=64, free_gib=8 + i,
+                  domains=(guest(f"g{i}", mem_gib=4 + i % 3), guest(f"big{i}", mem_gib=12),
+                           guest(f"c{i}", cpu=custom_cpu("Skylake-Server-IBRS"))))
+             for i in range(8)]
+    shared = run(inventory(*hosts))
+    plain = G._guest_result
+
+    def uncached(*a):  # analyze passes ..., near, part_cache last
+        return plain(*a[:-2], frozenset(), None)
+
+    monkeypatch.setattr(G, "_guest_result", uncached)
+    assert run(inventory(*hosts)).guests == shared.guests

@@ -40,6 +40,24 @@ class CpuDef:
             return [f.name for f in self.features]
         return [f.name for f in self.features if f.policy in policies]
 
+    # Memoised in the instance (not a field: equality and hashing ignore it);
+    # the rules ask once per guest and host CPUs list ~100 features.
+    @property
+    def all_feature_set(self) -> frozenset[str]:
+        s: frozenset[str] | None = self.__dict__.get("_all_names")
+        if s is None:
+            s = self.__dict__["_all_names"] = frozenset(f.name for f in self.features)
+        return s
+
+    @property
+    def required_feature_set(self) -> frozenset[str]:
+        """Features with policy require or force."""
+        s: frozenset[str] | None = self.__dict__.get("_required_names")
+        if s is None:
+            s = self.__dict__["_required_names"] = frozenset(
+                f.name for f in self.features if f.policy in ("require", "force"))
+        return s
+
     def key(self) -> tuple[object, ...]:
         """What the CPU engine looks at: identical keys give identical answers."""
         return (self.type, self.arch, self.model, self.vendor, self.features, self.mode, self.match)
