@@ -8,6 +8,7 @@ import click
 
 from planner.catalogs import load_catalog
 from planner.cli.output import (
+    cpu_map_option,
     emit,
     format_option,
     read_input,
@@ -19,12 +20,6 @@ from planner.cpu.engine import baseline, compare
 from planner.cpu.parse import parse_cpu_file
 from planner.cpu.render import baseline_to_json, cpu_to_xml
 from planner.errors import CpuError, UsageError
-
-cpu_map_option = click.option(
-    "--cpu-map", "cpu_map", metavar="DIR", default=None,
-    help="Load CPU models from this libvirt cpu_map directory (e.g. /usr/share/libvirt/cpu_map) "
-         "instead of migplan's catalog (generated from libvirt 9.0).",
-)
 
 
 @click.command("cpu-baseline")

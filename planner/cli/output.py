@@ -25,6 +25,13 @@ def format_option(*choices: str, default: str | None = None) -> Callable[[Any], 
     return opt
 
 
+cpu_map_option = click.option(
+    "--cpu-map", "cpu_map", metavar="DIR", default=None,
+    help="Load CPU models from this libvirt cpu_map directory (e.g. /usr/share/libvirt/cpu_map) "
+         "instead of migplan's catalog (generated from libvirt 9.0).",
+)
+
+
 def read_input(path: str) -> bytes:
     """Read a user-named file with a clear error and a size bound."""
     p = Path(path)

@@ -11,6 +11,7 @@ import click
 
 from planner.catalogs import load_catalog
 from planner.cli.output import (
+    cpu_map_option,
     emit,
     format_option,
     read_input,
@@ -31,8 +32,7 @@ def policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      default=512, show_default=True, metavar="MIB",
                      help="Memory kept free on every destination, MiB "
                           "(Nova's reserved_host_memory_mb).")(f)
-    f = click.option("--cpu-map", "cpu_map", metavar="DIR", default=None,
-                     help="Load CPU models from this libvirt cpu_map directory.")(f)
+    f = cpu_map_option(f)
     return f
 
 
