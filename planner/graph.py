@@ -70,6 +70,9 @@ class GuestResult:
     reasons: tuple[Verdict, ...]  # guest rules, plus why each class is refused
     #: per destination class: (class id, verdict, a host that fits or None)
     per_class: tuple[tuple[str, str, str | None], ...] = ()
+    #: ``reasons`` ends with this tuple, shared by every guest of one shape and
+    #: size (the report encodes it once); not part of the answer's value.
+    shared_reasons: tuple[Verdict, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass
@@ -305,14 +308,16 @@ def _guest_result(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass]
     best = part.best
     # Guest rules' codes never occur among class or capacity rules' codes, so
     # own + blocking needs no further deduplication.
-    reasons = own_reasons + list(part.blocking)
+    reasons = (*own_reasons, *part.blocking)
+    shared = part.blocking
     if own_status not in FEASIBLE:
         best = own_status
     elif not part.feasible and not part.any_blocking:
-        reasons.append(Verdict("destination", BLOCKED, "destination.none",
-                               f"no other host to move {dom.name} to"))
+        reasons += (Verdict("destination", BLOCKED, "destination.none",
+                            f"no other host to move {dom.name} to"),)
+        shared = ()
     return GuestResult(dom.name, src.name, sid, best, part.feasible, part.dests,
-                       tuple(reasons), part.per_class)
+                       reasons, part.per_class, shared)
 
 
 def _class_part(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass],

@@ -513,16 +513,20 @@ _DOMAIN_TAGS = frozenset({"name", "uuid", "memory", "vcpu", "cpu", "os", "cputun
 
 
 def _kids(el: Any, tags: frozenset[str]) -> dict[str, list[Any]]:
-    """Children of ``el`` by tag (document order), for the tags asked for only."""
+    """Children of ``el`` by tag (document order), for the tags asked for only.
+
+    lxml matches the tags in C (plain names: elements in no namespace, as
+    ``c.tag == name``), so the children not asked for never become Python
+    objects: a guest's ``<domain>`` and ``<devices>`` have dozens of them.
+    """
     out: dict[str, list[Any]] = {}
-    for c in el:
+    for c in el.iterchildren(*tags):
         t = c.tag
-        if t in tags:
-            lst = out.get(t)
-            if lst is None:
-                out[t] = [c]
-            else:
-                lst.append(c)
+        lst = out.get(t)
+        if lst is None:
+            out[t] = [c]
+        else:
+            lst.append(c)
     return out
 
 
@@ -541,18 +545,14 @@ def _findtext(els: list[Any] | None) -> str | None:
     return els[0].text or ""
 
 
+_DEVICE_TAGS = frozenset({"disk", "hostdev", "interface"})
+
+
 def _devices(devices: Any) -> tuple[tuple[Disk, ...], tuple[HostDev, ...]]:
-    disks: list[Any] = []
-    hostdevs: list[Any] = []
-    sriov: list[Any] = []
-    for c in devices:
-        t = c.tag
-        if t == "disk":
-            disks.append(c)
-        elif t == "hostdev":
-            hostdevs.append(c)
-        elif t == "interface" and c.get("type") == "hostdev":
-            sriov.append(c)
+    kids = _kids(devices, _DEVICE_TAGS)
+    disks = kids.get("disk") or []
+    hostdevs = kids.get("hostdev") or []
+    sriov = [c for c in kids.get("interface") or () if c.get("type") == "hostdev"]
     return (_disks(disks) if disks else (),
             _hostdevs(hostdevs, sriov) if hostdevs or sriov else ())
 

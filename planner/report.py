@@ -205,6 +205,19 @@ class _ReasonCodec:
             out.append(hit[1])
         return "[" + ",".join(out) + "]"
 
+    def reasons(self, vs: tuple[Verdict, ...], shared: tuple[Verdict, ...]) -> str:
+        """``encode(vs)`` where ``vs`` ends with ``shared``, a tuple many guests
+        share: its part of the text is made once."""
+        n = len(shared)
+        if not n or vs[len(vs) - n:] != shared:
+            return self.encode(vs)
+        hit = self._memo.get(id(shared))
+        if hit is None or hit[0] is not shared:
+            hit = self._memo[id(shared)] = (shared, self.encode(shared)[1:-1])
+        if n == len(vs):
+            return "[" + hit[1] + "]"
+        return self.encode(vs[:len(vs) - n])[:-1] + "," + hit[1] + "]"
+
     def strings(self, xs: tuple[str, ...]) -> str:
         hit = self._memo.get(id(xs))
         if hit is None or hit[0] is not xs:
@@ -233,7 +246,8 @@ def iter_report_json(rep: Report, detail: str, chunk: int = 2_000) -> Iterator[s
     by_guest = {g.guest: g for g in an.guests}
     doc["stranded"] = (
         f'{{"guest":{_str(n)},"host":{_str(by_guest[n].source)},'
-        f'"reasons":{codec.encode(by_guest[n].reasons)}}}' for n in an.stranded)
+        f'"reasons":{codec.reasons(by_guest[n].reasons, by_guest[n].shared_reasons)}}}'
+        for n in an.stranded)
     yield "{"
     for i, (k, v) in enumerate(doc.items()):
         yield ("\n" if i == 0 else ",\n") + enc(k) + ":"
@@ -258,7 +272,8 @@ def _guest_text(g: GuestResult, codec: _ReasonCodec) -> str:
     """``json.dumps(_guest_row(g), separators=(",", ":"))``, shared parts encoded once."""
     return (f'{{"guest":{_str(g.guest)},"host":{_str(g.source)},"shape":{_str(g.shape)},'
             f'"verdict":{_str(g.status)},"feasible_classes":{codec.strings(g.feasible_classes)},'
-            f'"destinations":{codec.strings(g.destinations)},"reasons":{codec.encode(g.reasons)}}}')
+            f'"destinations":{codec.strings(g.destinations)},'
+            f'"reasons":{codec.reasons(g.reasons, g.shared_reasons)}}}')
 
 
 # --- Nova settings ------------------------------------------------------------------------------
