@@ -33,6 +33,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 SOURCES = ["mixed-intel-generations", "intel-amd-mixed", "numa-pinned-guests",
            "storage-backends", "hostdev-guests"]
@@ -145,8 +146,12 @@ def _guest(template: bytes, name: str, uid: str, i: int) -> bytes:
     return xml.replace(b"  </devices>", extra.encode(), 1)
 
 
-def build(root: Path, n: int, per_host: int) -> int:
-    """Write the snapshot; returns the number of guests."""
+def build(root: Path, n: int, per_host: int, digests: bool = True) -> int:
+    """Write the snapshot; returns the number of guests.  ``digests``: guest
+    digests in domains.json, as ``migplan collect`` writes them."""
+    from planner.collect import domains_json
+    from planner.parse_host import domain_digest
+
     host_templates, guest_templates = _templates()
     tmp = root.with_name(root.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -181,12 +186,16 @@ def build(root: Path, n: int, per_host: int) -> int:
             gname = f"instance-{i * per_host + j:08x}"
             uid = str(uuid.UUID(int=(0xC0FFEE << 96) + i * per_host + j))
             gfile = f"domains/{gname}.xml"
-            (d / gfile).write_bytes(_guest(guest_templates[(i * 7 + j) % len(guest_templates)],
-                                           gname, uid, i * per_host + j))
-            index.append({"name": gname, "uuid": uid,
-                          "state": "running" if j % 5 else "shutoff", "reason": 1,
-                          "persistent": True, "file": gfile})
-        (d / "domains.json").write_text(json.dumps(index, indent=2))
+            xml = _guest(guest_templates[(i * 7 + j) % len(guest_templates)],
+                         gname, uid, i * per_host + j)
+            (d / gfile).write_bytes(xml)
+            entry: dict[str, object] = {"name": gname, "uuid": uid,
+                                        "state": "running" if j % 5 else "shutoff",
+                                        "reason": 1, "persistent": True, "file": gfile}
+            if digests:  # as `migplan collect` writes them
+                entry["digest"] = domain_digest(xml, f"{name}/{gfile}")
+            index.append(entry)
+        (d / "domains.json").write_bytes(domains_json(index))
         guests += per_host
         hosts.append({"name": name, "uri": f"qemu+ssh://root@{name}/system", "status": "ok",
                       "error": None, "duration_s": 0.0, "guests": per_host,
@@ -219,6 +228,22 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def xml_only(root: Path) -> Path:
+    """The same snapshot without guest digests (hand-made, or an older collect):
+    every guest XML parsed.  Hard links but for the rewritten domains.json."""
+    other = root.with_name(root.name + "-xml-only")
+    if not (other / "manifest.json").exists():
+        shutil.rmtree(other, ignore_errors=True)
+        subprocess.run(["cp", "-al", str(root), str(other)], check=True)
+        for f in other.glob("hosts/*/domains.json"):
+            index = json.loads(f.read_bytes())
+            for e in index:
+                e.pop("digest", None)
+            f.unlink()  # a link to the original's file
+            f.write_text(json.dumps(index, indent=2))
+    return other
+
+
 def time_load(root: Path, runs: int) -> list[dict[str, float]]:
     out = []
     for _ in range(runs):
@@ -246,6 +271,25 @@ def time_recommend(root: Path, runs: int) -> list[tuple[float, int]]:
     return out
 
 
+def measure(snap: Path, runs: int, recommend: bool) -> None:
+    results = time_load(snap, runs)
+    secs = [r["seconds"] for r in results]
+    med = statistics.median(secs)
+    hosts, guests = results[0]["hosts"], results[0]["guests"]
+    print(f"load() cold, fresh process, {len(results)} runs: "
+          f"{', '.join(f'{s:.2f}' for s in secs)} s; median {med:.2f} s")
+    print(f"  {hosts} hosts, {guests} guests: {hosts / med:,.0f} hosts/s, "
+          f"{guests / med:,.0f} guests/s, peak RSS {max(r['rss_kib'] for r in results) / 1024:.0f} MiB "
+          f"(largest worker process {max(r['workers_rss_kib'] for r in results) / 1024:.0f} MiB), "
+          f"CPU time (all processes) median {statistics.median(r['cpu_s'] for r in results):.1f} s")
+    if recommend:
+        rec = time_recommend(snap, runs)
+        walls = [w for w, _ in rec]
+        print(f"migplan recommend --format json, {len(rec)} runs: "
+              f"{', '.join(f'{w:.2f}' for w in walls)} s; median {statistics.median(walls):.2f} s, "
+              f"peak RSS {max(r for _, r in rec) / 1024:.0f} MiB")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hosts", type=int, default=10000)
@@ -254,6 +298,8 @@ def main() -> int:
     ap.add_argument("--snapshot", type=Path, help="build here, or reuse if it exists")
     ap.add_argument("--recommend", action="store_true",
                     help="also time `migplan recommend SNAP --format json` end to end")
+    ap.add_argument("--xml-only", action="store_true",
+                    help="also time the same snapshot without guest digests (SNAP-xml-only)")
     args = ap.parse_args()
     print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
@@ -270,22 +316,12 @@ def main() -> int:
             build(root, args.hosts, args.guests_per_host)
             print(f"built {args.hosts} hosts x {args.guests_per_host} guests in "
                   f"{time.perf_counter() - t0:.1f} s: {root}")
-        runs = time_load(root, args.runs)
-        secs = [r["seconds"] for r in runs]
-        med = statistics.median(secs)
-        hosts, guests = runs[0]["hosts"], runs[0]["guests"]
-        print(f"load() cold, fresh process, {len(runs)} runs: "
-              f"{', '.join(f'{s:.2f}' for s in secs)} s; median {med:.2f} s")
-        print(f"  {hosts} hosts, {guests} guests: {hosts / med:,.0f} hosts/s, "
-              f"{guests / med:,.0f} guests/s, peak RSS {max(r['rss_kib'] for r in runs) / 1024:.0f} MiB "
-              f"(largest worker process {max(r['workers_rss_kib'] for r in runs) / 1024:.0f} MiB), "
-              f"CPU time (all processes) median {statistics.median(r['cpu_s'] for r in runs):.1f} s")
-        if args.recommend:
-            rec = time_recommend(root, args.runs)
-            walls = [w for w, _ in rec]
-            print(f"migplan recommend --format json, {len(rec)} runs: "
-                  f"{', '.join(f'{w:.2f}' for w in walls)} s; median {statistics.median(walls):.2f} s, "
-                  f"peak RSS {max(r for _, r in rec) / 1024:.0f} MiB")
+        variants = [("as collect writes it (guest digests)", root)]
+        if args.xml_only:
+            variants.append(("without guest digests (every guest XML parsed)", xml_only(root)))
+        for label, snap in variants:
+            print(f"snapshot {label}:")
+            measure(snap, args.runs, args.recommend)
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         if tmp is not None:

@@ -6,8 +6,11 @@ Accepts what ``migplan collect`` writes and hand-made snapshots: only
 listed per host in ``Host.missing`` so the rules can answer "unknown".
 Layout: docs/snapshot.md.
 
-Scale (issue 3 and 4: 10,000 hosts, 100,000 guests): guest XML is the bulk
-and every document is parsed in full (hardened, ``planner.xmlsafe``); what
+Scale (issue 3 and 4: 10,000 hosts, 100,000 guests): guest XML is the bulk.
+A guest whose domains.json entry carries a digest matching its XML's bytes
+(``migplan collect`` writes them; ``planner.parse_host.domain_digest``) is
+built from the digest; every other document is parsed in full (hardened,
+``planner.xmlsafe``); what
 repeats across hosts (host CPUs, domcapabilities, capabilities but for their
 UUID, guest ``<cpu>`` elements) is parsed once per load; above
 ``PARALLEL_MIN_HOSTS`` hosts, worker processes load chunks of hosts.
@@ -28,7 +31,7 @@ from typing import Any
 
 from planner.errors import InputError
 from planner.model import Domain, Host, Inventory, StoragePool
-from planner.parse_host import CpuCache, build_host, parse_domain, parse_pool
+from planner.parse_host import CpuCache, build_host, domain_from_digest, parse_domain, parse_pool
 
 MAX_FILE = 64 * 1024 * 1024
 
@@ -153,7 +156,11 @@ def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
         for g in _list_of_dicts(index, f"{label}/domains.json"):
             f = _member_str(ds, g.get("file"), f"{label}/domains.json")
             src = f"{label}/{g['file']}"
-            domains.append(parse_domain(_read(f, src), src, host=name, meta=g, cache=cache))
+            raw = _read(f, src)
+            dg = g.get("digest")
+            dom = None if dg is None else \
+                domain_from_digest(dg, raw, src, host=name, meta=g, cache=cache)
+            domains.append(dom or parse_domain(raw, src, host=name, meta=g, cache=cache))
     elif (d / "domains").is_dir():
         missing.append(MISSING["domains.json"])
         for fp in sorted((d / "domains").glob("*.xml")):

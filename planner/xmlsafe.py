@@ -72,6 +72,12 @@ def _check(data: bytes, source: str, limit: int) -> None:
         )
 
 
+def check_document(data: bytes, source: str, *, limit: int = MAX_DOCUMENT_BYTES) -> None:
+    """What ``parse_document`` refuses before parsing (too large, empty, binary,
+    DTD/ENTITY), with the same errors: for bytes that are used without parsing."""
+    _check(data, source, limit)
+
+
 def _syntax_error(source: str, err: etree.XMLSyntaxError, line_offset: int = 0) -> InputError:
     msg = str(err.msg) if err.msg else "malformed XML"
     # The documents of a file are read inside a <container> of migplan's own
