@@ -30,10 +30,10 @@ from planner.cpu.engine import compare, cpu_mask
 from planner.errors import InputError
 from planner.graph import Analysis, host_graph
 from planner.inventory import load
-from planner.model import Disk, Host, Inventory
+from planner.model import Host, Inventory
 from planner.recommend import Recommendation, cpu_key
 from planner.report import Report, build_report
-from planner.rules import Policy
+from planner.rules import Policy, disk_locality  # disk_locality: re-exported for the notebooks
 
 KIB_PER_GIB = 1024 * 1024
 #: Verdicts in heatmap order (0 best .. 3 worst); "-" is a host against itself.
@@ -168,17 +168,6 @@ def hosts_frame(inv: Inventory, rep: Report | None = None) -> pd.DataFrame:
             row["features_lost"] = len(lost)
         rows.append(row)
     return pd.DataFrame(rows).set_index("host")
-
-
-def disk_locality(d: Disk, host: Host) -> bool | None:
-    """True: local to the host (block migration copies it), False: shared, None: unknown.
-
-    Adapter over the local-storage rule's own test (``planner.rules``), so the
-    notebooks count disks the way the rule judges them.
-    """
-    from planner.rules import _disk_locality
-
-    return _disk_locality(d, host)
 
 
 def guests_frame(inv: Inventory, rep: Report | None = None) -> pd.DataFrame:

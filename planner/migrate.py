@@ -353,13 +353,13 @@ def find_source(guest: str, dest: tuple[str, str], hosts: Mapping[str, str],
 
 def local_disks(g: Domain, src: Host) -> list[DiskCopy]:
     """Writable disks local to the source: what --copy-storage has to copy."""
-    from planner.rules import _disk_locality
+    from planner.rules import disk_locality
 
     out = []
     for d in g.disks:
         if d.readonly or d.device in ("cdrom", "floppy"):
             continue
-        if _disk_locality(d, src):
+        if disk_locality(d, src):
             out.append(DiskCopy(d.target, d.source, d.size_bytes))
     return out
 

@@ -457,7 +457,7 @@ def hugepages(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Verdi
 # --- devices and storage ----------------------------------------------------------------------
 
 
-def _disk_locality(d: Disk, src: Host) -> bool | None:
+def disk_locality(d: Disk, src: Host) -> bool | None:
     """True: local to the source (must be copied), False: shared, None: unknown."""
     if d.source_type == "network":
         return False
@@ -483,7 +483,7 @@ def local_storage(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> V
     for d in g.disks:
         if d.device == "cdrom" and d.source is None:
             continue
-        loc = _disk_locality(d, src)
+        loc = disk_locality(d, src)
         if loc is None:
             unknown.append(d)
         elif loc and (d.readonly or d.device in ("cdrom", "floppy")):
