@@ -150,30 +150,22 @@ class CpuCache:
         The CpuDef of an earlier identical element is reused with this guest's
         ``source`` (a copy: the source names the guest in the engine's messages).
         """
-        key = etree.tostring(el, with_tail=False)
+        return self.guest_from_key(etree.tostring(el, with_tail=False), source, el)
+
+    def guest_from_key(self, key: bytes, source: str, el: Any = None) -> CpuDef:
+        """``guest()`` for an element given as its serialisation ``key`` (a guest
+        digest's ``<cpu>``; parsed from it unless the element ``el`` is given):
+        the same key, so the same CpuDef, as the element itself."""
         hit = self._guest.get(key)
         if hit is None:
+            if el is None:
+                el = parse_document(key, source)
             hit = parse_cpu_element(el, "guest", source)
             self._guest[key] = hit
             return hit
         if hit.source == source:
             return hit
         dup = object.__new__(CpuDef)  # a copy, cheaper than copy.copy
-        dup.__dict__.update(hit.__dict__)
-        dup.__dict__["source"] = source
-        return dup
-
-    def guest_from_key(self, key: bytes, source: str) -> CpuDef:
-        """``guest()`` for an element given as its serialisation (a guest digest's
-        ``<cpu>``): the same key, so the same CpuDef, as the element itself."""
-        hit = self._guest.get(key)
-        if hit is None:
-            hit = parse_cpu_element(parse_document(key, source), "guest", source)
-            self._guest[key] = hit
-            return hit
-        if hit.source == source:
-            return hit
-        dup = object.__new__(CpuDef)
         dup.__dict__.update(hit.__dict__)
         dup.__dict__["source"] = source
         return dup
@@ -585,7 +577,11 @@ def parse_domain(xml: bytes, source: str, *, host: str = "",
     children instead of a path lookup per field; same answers, in the same
     order of checks, as ``find``/``findall`` with the paths in the comments.
     """
-    root = _root(xml, source, "domain")
+    return _domain(_root(xml, source, "domain"), source, host, meta, cache)
+
+
+def _domain(root: Any, source: str, host: str, meta: Mapping[str, Any] | None,
+            cache: CpuCache | None) -> Domain:
     kids = _kids(root, _DOMAIN_TAGS)
     name = _findtext(kids.get("name"))  # findtext("name")
     if not name:
@@ -682,20 +678,16 @@ def parse_domain(xml: bytes, source: str, *, host: str = "",
 DIGEST_VERSION = 1
 
 
-def _digest_cpu_key(xml: bytes, source: str) -> bytes | None:
-    kids = _kids(parse_document(xml, source), frozenset({"cpu"}))
-    els = kids.get("cpu")
-    return etree.tostring(els[0], with_tail=False) if els else None
-
-
 def domain_digest(xml: bytes, source: str = "domain.xml") -> dict[str, Any] | None:
     """The digest of a guest's XML (see above); None when the XML does not parse
     (the load then parses it and reports the error)."""
     try:
-        d = parse_domain(xml, source)
-        cpu_key = _digest_cpu_key(xml, source) if d.cpu is not None else None
+        root = _root(xml, source, "domain")
+        d = _domain(root, source, "", None, None)
     except InputError:
         return None
+    cpu_els = _kids(root, frozenset({"cpu"})).get("cpu")
+    cpu_key = etree.tostring(cpu_els[0], with_tail=False) if cpu_els else None
     return {
         "v": DIGEST_VERSION,
         "sha256": hashlib.sha256(xml).hexdigest(),
@@ -777,8 +769,7 @@ def domain_from_digest(digest: Any, xml: bytes, source: str, *, host: str = "",
         if cpu_key is not None:
             csrc = f"{source}: guest CPU"
             key = cpu_key.encode("utf-8")
-            cpu = cache.guest_from_key(key, csrc) if cache is not None \
-                else parse_cpu_element(parse_document(key, csrc), "guest", csrc)
+            cpu = (cache or CpuCache()).guest_from_key(key, csrc)
         meta = meta or {}
         name, xml_state = _str(f[0]), _str(f[2])
         if not name:

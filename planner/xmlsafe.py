@@ -57,7 +57,9 @@ def _shared_parser() -> etree.XMLParser:
     return parser
 
 
-def _check(data: bytes, source: str, limit: int) -> None:
+def check_document(data: bytes, source: str, *, limit: int = MAX_DOCUMENT_BYTES) -> None:
+    """What ``parse_document`` refuses before parsing (too large, empty, binary,
+    DTD/ENTITY); also for bytes that are used without parsing (guest digests)."""
     if len(data) > limit:
         raise InputError(
             f"{source}: {len(data)} bytes is larger than the {limit}-byte limit for one document"
@@ -72,12 +74,6 @@ def _check(data: bytes, source: str, limit: int) -> None:
         )
 
 
-def check_document(data: bytes, source: str, *, limit: int = MAX_DOCUMENT_BYTES) -> None:
-    """What ``parse_document`` refuses before parsing (too large, empty, binary,
-    DTD/ENTITY), with the same errors: for bytes that are used without parsing."""
-    _check(data, source, limit)
-
-
 def _syntax_error(source: str, err: etree.XMLSyntaxError, line_offset: int = 0) -> InputError:
     msg = str(err.msg) if err.msg else "malformed XML"
     # The documents of a file are read inside a <container> of migplan's own
@@ -90,7 +86,7 @@ def _syntax_error(source: str, err: etree.XMLSyntaxError, line_offset: int = 0) 
 
 def parse_document(data: bytes, source: str, *, limit: int = MAX_DOCUMENT_BYTES) -> etree._Element:
     """Parse one XML document and return its root element."""
-    _check(data, source, limit)
+    check_document(data, source, limit=limit)
     try:
         return etree.fromstring(data, _shared_parser())
     except etree.XMLSyntaxError as err:
@@ -100,7 +96,7 @@ def parse_document(data: bytes, source: str, *, limit: int = MAX_DOCUMENT_BYTES)
 
 
 def _concatenated_body(data: bytes, source: str, limit: int) -> bytes:
-    _check(data, source, limit)
+    check_document(data, source, limit=limit)
     body = _XML_DECL_RE.sub(b"", data)
     if body.startswith(b"\xef\xbb\xbf"):
         body = body[3:]
