@@ -1,6 +1,6 @@
 """The parsed inventory model: frozen dataclasses every command and notebook uses.
 
-Parsing (``planner.parse_host``/``planner.inventory``) fills these once, at the
+Parsing (``planner.parse.host``/``planner.snapshot.read``) fills these once, at the
 edge; nothing downstream sees XML.  ``None`` always means "the snapshot did not
 say" (a rule must then answer ``unknown``), never "zero" or "no".
 """
