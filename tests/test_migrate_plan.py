@@ -18,6 +18,7 @@ from planner.act.drain import run_drain, summary_exit_code
 from planner.act.migrate import Outcome, execute, verify
 from planner.adapters.catalogs import load_catalog
 from planner.assess.rules import Policy
+from planner.assess.verdict import Status, Verdict
 from planner.errors import InfeasibleError, MigrationFailed, UsageError
 from planner.model import Domain, Host, NumaCell, PageSize
 from planner.plan.drain import book, plan_drain
@@ -85,10 +86,11 @@ def test_a_move_to_the_source_itself_is_a_usage_error():
 
 
 def test_blocked_or_unknown_verdicts_refuse_with_every_reason_unless_forced():
-    verdicts = (("ok", "cpu-arch.ok", "both x86_64"),
-                ("blocked", "memory.insufficient", "b has 0.1 GiB free"),
-                ("unknown", "vcpus.unknown", "b: CPU count not in the snapshot"),
-                ("warn", "pinned-cpus.repin", "repin"))
+    verdicts = (Verdict("cpu-arch", Status.OK, "cpu-arch.ok", "both x86_64"),
+                Verdict("memory", Status.BLOCKED, "memory.insufficient", "b has 0.1 GiB free"),
+                Verdict("vcpus", Status.UNKNOWN, "vcpus.unknown",
+                        "b: CPU count not in the snapshot"),
+                Verdict("pinned-cpus", Status.WARN, "pinned-cpus.repin", "repin"))
     with pytest.raises(InfeasibleError) as err:
         plan(preflight=verdicts)
     assert "[memory.insufficient]" in str(err.value) and "[vcpus.unknown]" in str(err.value)
@@ -210,7 +212,7 @@ def test_prepare_runs_the_rules_on_fresh_state_and_refuses_with_their_reasons():
     p = prepare("lab1-vm1", "lab2", hosts=uris, source="lab1", opts=MigrateOptions(),
                 preflight=rules_preflight(Policy(), CATALOG), read=read, presence=presence_of({}))
     assert (p.source, p.destination, p.memory_bytes) == ("lab1", "lab2", 128 * 2**20)
-    assert all(v in ("ok", "warn") for v, _, _ in p.preflight)
+    assert all(v.status in ("ok", "warn") for v in p.preflight)
 
 
 # ---- drain planning ----------------------------------------------------------------------------------
@@ -238,7 +240,7 @@ def test_drain_never_over_books_a_destination():
     p = plan_drain("lab1", hosts, rules_preflight(Policy(cpu_allocation_ratio=2.0), CATALOG))
     assert [a.guest for a in p.assignments] == ["lab1-vm1"]
     assert [s.guest for s in p.stuck] == ["lab1-vm2"]
-    codes = {c for _, vs in p.stuck[0].reasons for _, c, _ in vs}
+    codes = {v.code for _, vs in p.stuck[0].reasons for v in vs}
     assert "vcpus.overcommit" in codes
     assert summary_exit_code(None, p) == 3
     # with room for exactly one more 1-vCPU guest per host, two small guests split
@@ -277,7 +279,7 @@ def test_drain_of_huge_page_guests_stops_when_the_pages_run_out():
     p = plan_drain("lab1", hosts, rules_preflight(Policy(), CATALOG))
     assert sorted(a.destination for a in p.assignments) == ["lab2", "lab3"]
     assert len(p.stuck) == 1
-    assert any(c == "hugepages.insufficient" for _, vs in p.stuck[0].reasons for _, c, _ in vs)
+    assert any(v.code == "hugepages.insufficient" for _, vs in p.stuck[0].reasons for v in vs)
 
 
 def test_drain_of_an_unknown_host_is_a_usage_error():

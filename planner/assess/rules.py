@@ -15,31 +15,17 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from planner.assess.verdict import FEASIBLE, Status, Verdict, worst
 from planner.cpu.catalog import Catalog
 from planner.cpu.cpudef import CpuDef
 from planner.cpu.engine import compare
 from planner.errors import CpuError
 from planner.model import Disk, Domain, Host, NumaCell
 
-OK = "ok"
-WARN = "warn"
-UNKNOWN = "unknown"
-BLOCKED = "blocked"
-#: Worst last: the verdict of a move is the worst of its rules.
-SEVERITY = {OK: 0, WARN: 1, UNKNOWN: 2, BLOCKED: 3}
-FEASIBLE = frozenset({OK, WARN})
-
-
-@dataclass(frozen=True)
-class Verdict:
-    rule: str
-    status: str  # ok | warn | unknown | blocked
-    code: str  # "<rule>.<outcome>", stable
-    message: str
-
-    @property
-    def feasible(self) -> bool:
-        return self.status in FEASIBLE
+# the short names the rules read best with
+OK, WARN, UNKNOWN, BLOCKED = Status.OK, Status.WARN, Status.UNKNOWN, Status.BLOCKED
+#: States in which a guest runs (and can be live-migrated).
+RUNNING_STATES = ("running", "paused", "blocked")
 
 
 @dataclass(frozen=True)
@@ -69,7 +55,7 @@ class Assessment:
     verdicts: tuple[Verdict, ...]
 
     @functools.cached_property
-    def status(self) -> str:
+    def status(self) -> Status:
         return worst(self.verdicts)
 
     @property
@@ -81,15 +67,7 @@ class Assessment:
         return [v for v in self.verdicts if v.status != OK]
 
 
-def worst(verdicts: Sequence[Verdict]) -> str:
-    status = OK
-    for v in verdicts:
-        if SEVERITY[v.status] > SEVERITY[status]:
-            status = v.status
-    return status
-
-
-def _v(rule: str, status: str, outcome: str, message: str) -> Verdict:
+def _v(rule: str, status: Status, outcome: str, message: str) -> Verdict:
     return Verdict(rule, status, f"{rule}.{outcome}", message)
 
 
@@ -299,7 +277,7 @@ def memory(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Verdict:
 
 
 def _running(h: Host) -> list[Domain]:
-    return [d for d in h.domains if d.state in ("running", "paused", "blocked")]
+    return [d for d in h.domains if d.state in RUNNING_STATES]
 
 
 def vcpus(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Verdict:

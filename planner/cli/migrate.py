@@ -138,11 +138,11 @@ def render_plan(plan: Any) -> str:
                                if plan.timeout_s else "none"],
     ]
     out = render_table(["", ""], rows).split("\n", 2)[2]  # no header lines
-    shown = [p for p in plan.preflight if p[0] != "ok"]
+    shown = [v for v in plan.preflight if v.status != "ok"]
     out += f"pre-flight: {len(plan.preflight)} rules, " + (
         "all ok\n" if not shown else f"{len(shown)} not ok:\n")
-    for v, code, msg in shown:
-        out += f"  {v:8} {code}: {msg}\n"
+    for v in shown:
+        out += f"  {v.status:8} {v.code}: {v.message}\n"
     return out
 
 
@@ -245,7 +245,7 @@ def render_drain_plan(plan: Any, unread: dict[str, str]) -> str:
     rows = []
     for n, wave in enumerate(plan.waves, start=1):
         for a in wave:
-            why = "; ".join(f"[{c}] {m}" for _, c, m in a.reasons) or "all rules ok"
+            why = "; ".join(str(v) for v in a.reasons) or "all rules ok"
             if a.transient:
                 why += "; transient: becomes persistent on the destination"
             rows.append([n, a.guest, a.destination, f"{a.memory_kib // 1024} MiB", a.vcpus, why])
@@ -256,7 +256,7 @@ def render_drain_plan(plan: Any, unread: dict[str, str]) -> str:
     for s in plan.stuck:
         out += f"cannot move {s.guest}:\n"
         for dst, vs in s.reasons:
-            out += f"  to {dst}: " + "; ".join(f"[{c}] {m}" for _, c, m in vs) + "\n"
+            out += f"  to {dst}: " + "; ".join(str(v) for v in vs) + "\n"
     for g, st in plan.not_running:
         out += f"not running, stays defined on {plan.host}: {g} ({st})\n"
     for h, err in unread.items():

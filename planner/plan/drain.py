@@ -29,11 +29,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from planner.assess.verdict import Status, Verdict
 from planner.errors import UsageError
 from planner.model import Domain, Host, NumaCell, PageSize
-from planner.plan.migration import MIGRATABLE_STATES, REFUSED, Preflight
+from planner.plan.migration import MIGRATABLE_STATES, Preflight, name_taken
 
-Verdicts = tuple[tuple[str, str, str], ...]  # (verdict, code, message)
+Verdicts = tuple[Verdict, ...]
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class DrainPlan:
 
     def to_json(self) -> dict[str, Any]:
         def verdicts(vs: Verdicts) -> list[dict[str, str]]:
-            return [{"verdict": v, "code": c, "message": m} for v, c, m in vs]
+            return [v.to_json() for v in vs]
 
         return {
             "host": self.host,
@@ -167,13 +168,12 @@ def plan_drain(host: str, hosts: Mapping[str, Host], preflight: Preflight,
         for name, dst in state.items():
             vs = tuple(preflight(g, src, dst))
             if any(d.name == g.name for d in dst.domains):
-                vs = (("blocked", "destination.name-taken",
-                       f"{name} already has a guest named {g.name}"), *vs)
-            bad = tuple(v for v in vs if v[0] in REFUSED)
+                vs = (name_taken(name, g.name), *vs)
+            bad = tuple(v for v in vs if not v.feasible)
             if bad:
                 refused.append((name, bad))
             else:
-                feasible.append((name, tuple(v for v in vs if v[0] != "ok")))
+                feasible.append((name, tuple(v for v in vs if v.status != Status.OK)))
         if not feasible:
             stuck.append(Stuck(g.name, tuple(refused)))
             continue

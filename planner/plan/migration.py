@@ -12,14 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from planner.assess.rules import RUNNING_STATES
+from planner.assess.verdict import Status, Verdict
 from planner.collect.sources import uri_host
 from planner.errors import HostError, InfeasibleError, MigplanError, UsageError
 from planner.model import Domain, Host
 
-#: Pre-flight verdicts that refuse a move unless forced.
-REFUSED = ("blocked", "unknown")
-#: States in which a guest can be live-migrated.
-MIGRATABLE_STATES = ("running", "paused", "blocked")
+#: States in which a guest can be live-migrated (the rules' running guests).
+MIGRATABLE_STATES = RUNNING_STATES
 
 # Flag names are libvirt's (VIR_MIGRATE_*); the driver maps them to numbers.
 BASE_FLAGS = ("LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE", "ABORT_ON_ERROR")
@@ -68,7 +68,7 @@ class MigrationPlan:
     expected_transfer_bytes: int
     timeout_s: float | None
     timeout_action: str
-    preflight: tuple[tuple[str, str, str], ...] = ()  # (verdict, code, message)
+    preflight: tuple[Verdict, ...] = ()  # every rule's answer; not feasible ones refuse
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,9 +84,7 @@ class MigrationPlan:
             "expected_transfer_bytes": self.expected_transfer_bytes,
             "completion_timeout_s": self.timeout_s,
             "on_timeout": self.timeout_action,
-            "preflight": [
-                {"verdict": v, "code": c, "message": m} for v, c, m in self.preflight
-            ],
+            "preflight": [v.to_json() for v in self.preflight],
         }
 
 
@@ -100,7 +98,7 @@ def make_plan(
     memory_kib: int,
     local_disks: list[DiskCopy],
     opts: MigrateOptions,
-    preflight: tuple[tuple[str, str, str], ...] = (),
+    preflight: tuple[Verdict, ...] = (),
 ) -> MigrationPlan:
     """Choose libvirt flags and typed parameters for a move (pure)."""
     if source_uri == destination_uri or source == destination:
@@ -111,11 +109,11 @@ def make_plan(
         raise UsageError("--on-timeout postcopy needs --postcopy")
     # "unknown" is refused like "blocked": a move is done only when proven feasible
     # (the same answer as `migplan check`, which exits 3 on both).
-    blocked = [p for p in preflight if p[0] in REFUSED]
+    blocked = [v for v in preflight if not v.feasible]
     if blocked and not opts.force:
         raise InfeasibleError(
             f"refusing to migrate {guest} to {destination}: "
-            + "; ".join(f"[{c}] {m}" for _, c, m in blocked)
+            + "; ".join(str(v) for v in blocked)
             + " (use --force to try anyway)"
         )
     flags = list(BASE_FLAGS)
@@ -164,8 +162,8 @@ def make_plan(
 
 # ---- from a guest name and a destination to a plan, on fresh state ----------------------------
 
-#: ``preflight(guest, source, destination)`` -> [(verdict, code, message)], every rule's answer.
-Preflight = Callable[[Domain, Host, Host], Sequence[tuple[str, str, str]]]
+#: ``preflight(guest, source, destination)`` -> every rule's Verdict.
+Preflight = Callable[[Domain, Host, Host], Sequence[Verdict]]
 #: ``read({name: uri})`` -> {name: Host}: the hosts' state now (``planner.collect.live``).
 ReadHosts = Callable[[Mapping[str, str]], Mapping[str, Host]]
 
@@ -174,8 +172,8 @@ def rules_preflight(policy: Any, catalog: Any) -> Preflight:
     """The pre-flight of ``migplan check``: every rule of ``planner.assess.rules``."""
     from planner.assess.rules import assess
 
-    def run(g: Domain, src: Host, dst: Host) -> list[tuple[str, str, str]]:
-        return [(v.status, v.code, v.message) for v in assess(g, src, dst, policy, catalog).verdicts]
+    def run(g: Domain, src: Host, dst: Host) -> tuple[Verdict, ...]:
+        return assess(g, src, dst, policy, catalog).verdicts
 
     return run
 
@@ -235,6 +233,12 @@ def find_source(guest: str, dest: tuple[str, str], hosts: Mapping[str, str],
                      f"(searched {', '.join(search)}){extra}")
 
 
+def name_taken(host: str, guest: str) -> Verdict:
+    """libvirt refuses an incoming guest whose name is defined on the destination already."""
+    return Verdict("destination", Status.BLOCKED, "destination.name-taken",
+                   f"{host} already has a guest named {guest}")
+
+
 def local_disks(g: Domain, src: Host) -> list[DiskCopy]:
     """Writable disks local to the source: what --copy-storage has to copy."""
     from planner.assess.rules import disk_locality
@@ -279,7 +283,6 @@ def prepare(guest: str, dest: str, *, hosts: Mapping[str, str], source: str | No
     verdicts = list(preflight(g, src, dst))
     if any(d.name == guest for d in dst.domains):
         # libvirt refuses an incoming guest whose name is defined there already
-        verdicts.insert(0, ("blocked", "destination.name-taken",
-                            f"{dst_name} already has a guest named {guest}"))
+        verdicts.insert(0, name_taken(dst_name, guest))
     return make_plan(guest, src_name, src_uri, dst_name, dst_uri, memory_kib=g.memory_kib,
                      local_disks=local_disks(g, src), opts=opts, preflight=tuple(verdicts))

@@ -31,17 +31,14 @@ from planner.assess.rules import (
     BLOCKED,
     CAPACITY_RULES,
     CLASS_RULES,
-    FEASIBLE,
     GUEST_RULES,
     OK,
-    SEVERITY,
     Assessment,
     Policy,
-    Verdict,
     assess,
     parse_version,
-    worst,
 )
+from planner.assess.verdict import FEASIBLE, SEVERITY, Status, Verdict, worst
 from planner.cpu.catalog import Catalog
 from planner.cpu.cpudef import CpuDef
 from planner.model import Domain, Host, Inventory
@@ -228,7 +225,7 @@ def _aggregate_verdict(ra: Recommendation, rb: Recommendation) -> Verdict:
         (rb.cpu_mode, rb.cpu_models[:1], rb.cpu_model_extra_flags)
     if same:
         return Verdict("aggregate", OK, "aggregate.same-cpu", "both aggregates use the same CPU")
-    return Verdict("aggregate", "warn", "aggregate.other",
+    return Verdict("aggregate", Status.WARN, "aggregate.other",
                    f"moves from aggregate {ra.scope} to {rb.scope}, which recommends another "
                    "CPU: checked above by libvirt's compare")
 
@@ -237,7 +234,7 @@ def _aggregate_verdict(ra: Recommendation, rb: Recommendation) -> Verdict:
 class _Outcome:
     """A guest shape and capacity against one destination class (shared by many guests)."""
 
-    status: str
+    status: Status
     host: str | None
     blocking: tuple[Verdict, ...]  # why not feasible (empty when feasible)
 
@@ -325,7 +322,7 @@ def _class_part(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass],
                 shape_edges: Mapping[tuple[str, str], Assessment],
                 cap_cache: dict[tuple[tuple[object, ...], str], tuple[Verdict, ...]],
                 out_cache: dict[tuple[object, ...], _Outcome], ckey: tuple[object, ...],
-                own_status: str, policy: Policy, cat: Catalog) -> _ClassPart:
+                own_status: Status, policy: Policy, cat: Catalog) -> _ClassPart:
     feasible: list[str] = []
     dests: list[str] = []
     blocking: list[Verdict] = []
@@ -352,9 +349,8 @@ def _class_part(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass],
                       bool(blocking), tuple(per_class))
 
 
-def _better(a: str, b: str) -> str:
-    order = {OK: 0, "warn": 1, "unknown": 2, BLOCKED: 3}
-    return a if order[a] <= order[b] else b
+def _better(a: Status, b: Status) -> Status:
+    return a if SEVERITY[a] <= SEVERITY[b] else b
 
 
 def _dedupe(vs: Sequence[Verdict]) -> list[Verdict]:

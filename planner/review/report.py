@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from planner.assess.rules import Assessment, Policy, Verdict
+from planner.assess.rules import Assessment, Policy
+from planner.assess.verdict import Verdict
 from planner.cpu.catalog import Catalog
 from planner.model import Inventory
 from planner.recommend.cpu_config import Recommendation
