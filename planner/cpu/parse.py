@@ -127,7 +127,7 @@ _PLAIN_CPU = re.compile(
     + rb"(?:<pages unit='KiB' size='" + _U9 + rb"'/>" + _WS + rb")*"
     + rb"</cpu>"
 )
-_PLAIN_FEATURE = re.compile(rb"name='(" + _NAME + rb")'")
+_PLAIN_FEATURE = re.compile("name='(" + _NAME.decode() + ")'")
 _BLANKS = re.compile(rb">[ \t\n]+<")
 
 
@@ -143,6 +143,7 @@ def _plain_host_cpus(data: bytes, source: str) -> list[CpuDef] | None:
     body = concatenated_body(data, source)
     match = _PLAIN_CPU.match
     parsed: dict[bytes, CpuDef] = {}
+    seen: dict[bytes, CpuDef] = {}
     out: list[CpuDef] = []
     pos = 0
     while True:
@@ -150,15 +151,19 @@ def _plain_host_cpus(data: bytes, source: str) -> list[CpuDef] | None:
         if m is None:
             break
         pos = m.end()
-        # What lxml's tree keeps (blank text between elements is dropped):
-        # the general path's key, so the same CPUs share one CpuDef.
-        key = _BLANKS.sub(b"><", m.group().strip())
-        cpu = parsed.get(key)
+        text = m.group()
+        cpu = seen.get(text)  # a cluster repeats its few CPUs byte for byte
         if cpu is None:
-            cpu = _plain_cpu(m, f"{source}: CPU #{len(out) + 1}")
+            # What lxml's tree keeps (blank text between elements is dropped):
+            # the general path's key, so the same CPUs share one CpuDef.
+            key = _BLANKS.sub(b"><", text.strip())
+            cpu = parsed.get(key)
             if cpu is None:
-                return None
-            parsed[key] = cpu
+                cpu = _plain_cpu(m, f"{source}: CPU #{len(out) + 1}")
+                if cpu is None:
+                    return None
+                parsed[key] = cpu
+            seen[text] = cpu
         out.append(cpu)
     if pos != len(body) and body[pos:].strip(b" \t\n"):
         return None
@@ -166,8 +171,9 @@ def _plain_host_cpus(data: bytes, source: str) -> list[CpuDef] | None:
 
 
 def _plain_cpu(m: re.Match[bytes], source: str) -> CpuDef | None:
-    g = m.group
-    names = tuple([n.decode() for n in _PLAIN_FEATURE.findall(g("features"))])
+    (arch, model, vendor, fam, mod, step, freq, scaling, sockets, dies, cores, threads,
+     block) = m.groups()
+    names = tuple(_PLAIN_FEATURE.findall(block.decode()))
     features = _HOST_FEATURES_CACHE.get(names)
     if features is None:
         if len(set(names)) != len(names):
@@ -175,23 +181,17 @@ def _plain_cpu(m: re.Match[bytes], source: str) -> CpuDef | None:
         features = tuple([_HOST_FEATURE.get(n) or _feature(n, None) for n in names])
         if len(_HOST_FEATURES_CACHE) < _CACHE_LIMIT:
             _HOST_FEATURES_CACHE[names] = features
-    fam = g("fam")
-    freq = g("freq")
-    scaling = g("scaling")
-    sockets = g("sockets")
-    dies = g("dies")
-    vendor = g("vendor")
     return CpuDef(
         type="host",
-        model=g("model").decode(),
+        model=model.decode(),
         vendor=vendor.decode() if vendor is not None else None,
         features=features,
-        arch=g("arch").decode(),
-        signature=(int(fam), int(g("mod")), int(g("step"))) if fam is not None else None,
+        arch=arch.decode(),
+        signature=(int(fam), int(mod), int(step)) if fam is not None else None,
         tsc_frequency=int(freq) if freq is not None else None,
         tsc_scaling=None if scaling is None else scaling == b"yes",
-        topology=(int(sockets), int(dies) if dies is not None else 1, int(g("cores")),
-                  int(g("threads"))) if sockets is not None else None,
+        topology=(int(sockets), int(dies) if dies is not None else 1, int(cores),
+                  int(threads)) if sockets is not None else None,
         source=source,
     )
 
