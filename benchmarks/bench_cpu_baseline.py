@@ -164,18 +164,23 @@ class Run:
         self.returncode, self.stdout, self.stderr, self.rss_mib = returncode, stdout, stderr, rss_mib
 
 
+GNU_TIME = "/usr/bin/time"
+
+
 def run_once(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, Run]:
-    """Wall time and peak RSS of one run (os.wait4: this child's own rusage)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Wall time and peak RSS of one run.  The RSS comes from GNU time: a
+    child forked from this (large) process would inherit its high-water mark."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as rss:
+        wrap = [GNU_TIME, "-f", "%M", "-o", rss.name] if os.path.exists(GNU_TIME) else []
         t = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run([*wrap, *cmd], stdout=out, stderr=err, env=env, timeout=600)
         elapsed = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
+        kib = rss.read().strip().splitlines()
         return elapsed, Run(proc.returncode, out.read().decode(), err.read().decode(),
-                            usage.ru_maxrss / 1024)
+                            int(kib[-1]) / 1024 if kib and kib[-1].isdigit() else 0.0)
 
 
 def timed(cmd: list[str], runs: int, env: dict[str, str] | None = None) -> tuple[float, Run]:

@@ -128,7 +128,6 @@ _PLAIN_CPU = re.compile(
     + rb"</cpu>"
 )
 _PLAIN_FEATURE = re.compile("name='(" + _NAME.decode() + ")'")
-_BLANKS = re.compile(rb">[ \t\n]+<")
 
 
 def _plain_host_cpus(data: bytes, source: str) -> list[CpuDef] | None:
@@ -154,9 +153,11 @@ def _plain_host_cpus(data: bytes, source: str) -> list[CpuDef] | None:
         text = m.group()
         cpu = seen.get(text)  # a cluster repeats its few CPUs byte for byte
         if cpu is None:
-            # What lxml's tree keeps (blank text between elements is dropped):
-            # the general path's key, so the same CPUs share one CpuDef.
-            key = _BLANKS.sub(b"><", text.strip())
+            # The general path's key is the tree's serialisation, which drops
+            # blank text between elements: so CPUs that differ only there
+            # share one CpuDef.  The grammar fixes every other blank (one
+            # space between attributes), so deleting all blanks is that key.
+            key = text.translate(None, b" \t\n")
             cpu = parsed.get(key)
             if cpu is None:
                 cpu = _plain_cpu(m, f"{source}: CPU #{len(out) + 1}")
