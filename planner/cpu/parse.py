@@ -14,7 +14,7 @@ from lxml import etree
 
 from planner.cpu.cpudef import MATCHES, MODES, POLICIES, CpuDef, CpuFeature
 from planner.errors import InputError
-from planner.xmlsafe import (
+from planner.parse.xmlsafe import (
     concatenated_body,
     parse_concatenated_chunks,
     parse_concatenated_unique,

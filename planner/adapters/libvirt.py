@@ -1,7 +1,7 @@
 """The libvirt adapter: the ONLY module in migplan that imports ``libvirt``.
 
 Everything here returns raw data (XML strings exactly as libvirt gave them,
-numbers, names); parsing happens in ``planner.parse_host``.  Nothing here
+numbers, names); parsing happens in ``planner.parse.host``.  Nothing here
 changes anything on a host: every call is a read.
 
 Connections are opened read-only.  libvirt refuses a few pure reads on a
@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from planner.collect.sources import redact_uri
 from planner.errors import HostError
-from planner.hostsources import redact_uri
-from planner.migrate import GuestPresence, MigrationPlan, Progress
+from planner.plan.migration import GuestPresence, MigrationPlan, Progress
 
 T = TypeVar("T")
 
@@ -247,7 +247,7 @@ def storage_pools(conn: Conn) -> list[dict[str, Any]]:
     """Every storage pool: name, raw XML, active, persistent.
 
     Whether a pool is shared is decided from its type when parsing
-    (``planner.parse_host.SHARED_POOL_TYPES``), not here.
+    (``planner.parse.host.SHARED_POOL_TYPES``), not here.
     """
     pools = []
     for p in _call("storage pools", lambda: conn.ro.listAllStoragePools(0)):
@@ -290,12 +290,12 @@ def domains(conn: Conn) -> list[dict[str, Any]]:
     return out
 
 
-# ---- live migration (the libvirt side of planner.migrate) ------------------------------
+# ---- live migration (the libvirt side of planner.plan.migration) ------------------------------
 
 
 class LibvirtMigrationDriver:
     """Runs a planned migration through libvirt; never decides whether it worked
-    (``planner.migrate.verify`` asks both hosts)."""
+    (``planner.plan.migration.verify`` asks both hosts)."""
 
     poll_s = 0.25
     #: After an abort (Ctrl-C, timeout) how long to wait for libvirt to end the job
