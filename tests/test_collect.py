@@ -16,8 +16,8 @@ import libvirt
 import pytest
 from conftest import REPO, run_cli
 
-from planner.collect.run import collect
 from planner.collect import run as collect_mod
+from planner.collect.run import collect
 from planner.collect.sources import Target
 from planner.errors import HostError, UsageError
 from planner.snapshot.read import load

@@ -1,3 +1,4 @@
-"""Stage *recommend*: the Nova CPU configuration for a fleet (``cpu_config``), per host group
-(``groups``: which host belongs to which aggregate).  Pure: model in, recommendation out.
+"""Stage *recommend*: fleet-wide answers from the rules -- the feasibility graph over a whole
+inventory (``graph``), the Nova CPU configuration (``cpu_config``), host groups (``groups``:
+which host belongs to which aggregate).  Pure: model in, answers out.
 """

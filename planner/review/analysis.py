@@ -3,7 +3,7 @@
 Everything here reads what the rest of migplan already computed: the
 inventory (``planner.snapshot.read.load``), the recommendation and the
 feasibility graph (``planner.review.report.build_report``, which runs
-``planner.recommend.cpu_config`` and ``planner.assess.graph``).  Verdicts are taken from the
+``planner.recommend.cpu_config`` and ``planner.recommend.graph``).  Verdicts are taken from the
 graph's edges, never recomputed.  The one new computation is capacity per
 candidate CPU model, done with the CPU engine's ``compare`` (libvirt's rules)
 or the hosts' domcapabilities ``usable`` flags.
@@ -24,7 +24,6 @@ from pathlib import Path
 import pandas as pd
 
 from planner.adapters.catalogs import default_catalog
-from planner.assess.graph import Analysis, host_graph
 from planner.assess.rules import (  # disk_locality: re-exported for the notebooks
     Policy,
     disk_locality,
@@ -35,6 +34,7 @@ from planner.cpu.engine import compare, cpu_mask
 from planner.errors import InputError
 from planner.model import Host, Inventory
 from planner.recommend.cpu_config import Recommendation, cpu_key
+from planner.recommend.graph import Analysis, host_graph
 from planner.review.report import Report, build_report
 from planner.snapshot.read import load
 
@@ -281,7 +281,7 @@ def feasibility_matrix(an: Analysis, hosts: Sequence[str] | None = None, *,
                        by: str = "host") -> pd.DataFrame:
     """Source host x destination host: the verdict of the graph's edge for a new guest
     started under the recommended CPU settings ("ok", "warn", "unknown", "blocked";
-    "-" on the diagonal).  Read from ``planner.assess.graph.host_graph``, not recomputed.
+    "-" on the diagonal).  Read from ``planner.recommend.graph.host_graph``, not recomputed.
 
     ``by="class"``: host class x host class (``class_label``), the graph's own
     edges, bounded for any cluster size; "-" where a class of one host meets
@@ -476,7 +476,7 @@ def what_if(rep: Report, retire: Iterable[str] = (), add: Iterable[Host] = ()) -
 
     Guests of retired hosts are dropped with them (they would move elsewhere
     first: see the drain plan).  The matrix change is per host pair (hosts
-    squared, like ``planner.assess.graph.host_graph``): for small and mid-size clusters.  Added hosts get no aggregate with ``groups``
+    squared, like ``planner.recommend.graph.host_graph``): for small and mid-size clusters.  Added hosts get no aggregate with ``groups``
     unless they are in it under their new name.
     """
     retire = list(retire)

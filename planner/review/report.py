@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from planner.assess.graph import Analysis, GuestResult, guest_moves, host_pairs
 from planner.assess.rules import Assessment, Policy, Verdict
 from planner.cpu.catalog import Catalog
 from planner.model import Inventory
 from planner.recommend.cpu_config import Recommendation
+from planner.recommend.graph import Analysis, GuestResult, guest_moves, host_pairs
 
 SCHEMA_VERSION = 1
 Table = Callable[[Sequence[str], Sequence[Sequence[Any]]], str]
@@ -428,8 +428,8 @@ def _sev(status: str) -> int:
 def build_report(inv: Inventory, cat: Catalog, policy: Policy | None = None,
                  groups: dict[str, str] | None = None) -> Report:
     """Recommend (per aggregate when grouped) and analyse the whole inventory."""
-    from planner.assess.graph import analyze
     from planner.recommend.cpu_config import by_host, recommend_groups
+    from planner.recommend.graph import analyze
 
     policy = policy or Policy()
     recs = recommend_groups(inv.hosts, groups, cat, policy)
