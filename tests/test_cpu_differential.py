@@ -323,3 +323,48 @@ def test_malformed_guest_cpus_compare_like_libvirt(cat, private, case_counts):
                           private)
     assert not report.differences, report.summary()
     case_counts.append(f"malformed guests: {report.summary()}")
+
+
+def _all_distinct_cpus(n: int, seed: int, cat: Catalog, model: str = "Skylake-Server-IBRS",
+                       picks: int = 12) -> str:
+    """n host <cpu>s as `virsh capabilities` prints them, each with a random
+    ``picks`` of the optional features real hosts differ by (issue 15): nearly
+    all distinct, so nothing is de-duplicated."""
+    import random
+
+    rng = random.Random(seed)
+    m = cat.model_by_name[model]
+    optional = [f for f in sorted(cat.feature_by_name) if f not in m.features][:29]
+    out = []
+    for _ in range(n):
+        extra = sorted(rng.sample(optional, picks))
+        out.append(
+            "<cpu>\n  <arch>x86_64</arch>\n"
+            f"  <model>{model}</model>\n  <vendor>Intel</vendor>\n"
+            f"  <microcode version='{rng.randrange(1 << 20, 1 << 28)}'/>\n"
+            "  <signature family='6' model='85' stepping='4'/>\n"
+            "  <counter name='tsc' frequency='2100000000' scaling='no'/>\n"
+            f"  <topology sockets='1' dies='1' cores='{rng.choice((16, 20))}' threads='2'/>\n"
+            "  <maxphysaddr mode='emulate' bits='46'/>\n"
+            + "".join(f"  <feature name='{f}'/>\n" for f in extra)
+            + "  <pages unit='KiB' size='4'/>\n</cpu>\n")
+    return "".join(out)
+
+
+@pytest.mark.skipif(shutil.which("virsh") is None, reason="virsh is not installed")
+def test_cli_cpu_baseline_all_distinct_cluster_prints_what_virsh_prints(cat, tmp_path):
+    # 2,000 hosts whose <cpu>s all differ (issue 15): the plain-<cpu> fast path,
+    # and the same file as capabilities documents (the general path).
+    plain = _all_distinct_cpus(2000, 15, cat)
+    caps = "".join(f"<capabilities><host><uuid>{i}</uuid>{c}</host></capabilities>\n"
+                   for i, c in enumerate(plain.split("</cpu>\n")[:-1]))
+    caps = caps.replace("</host>", "</cpu></host>")
+    for name, text in (("plain", plain), ("caps", caps)):
+        p = tmp_path / f"{name}.xml"
+        p.write_text(text)
+        for flags in ((), ("--features",)):
+            want = _virsh_baseline(p, *flags)
+            got = run_cli("cpu-baseline", str(p), *flags)
+            assert want.returncode == 0, want.stderr
+            assert got.returncode == 0, got.stderr
+            assert want.stdout == got.stdout + "\n", (name, flags)

@@ -8,13 +8,17 @@ CPU) and bare ``<cpu>`` elements -- one file or many concatenated.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
 from planner.cpu.cpudef import MATCHES, MODES, POLICIES, CpuDef, CpuFeature
 from planner.errors import InputError
-from planner.parse.xmlsafe import parse_concatenated_chunks, parse_concatenated_unique
+from planner.parse.xmlsafe import (
+    concatenated_body,
+    parse_concatenated_chunks,
+    parse_concatenated_unique,
+)
 
 # The same places virsh's cpu-baseline/cpu-compare look (tools/virsh-host.c).
 CPU_XPATH = (
@@ -64,6 +68,10 @@ def parse_cpu_file(data: bytes, source: str, cpu_type: str = "host") -> list[Cpu
     Repeated documents are even parsed once (``parse_concatenated_unique``):
     100,000 hosts cost about what their distinct CPUs cost.
     """
+    if cpu_type in ("host", "auto"):
+        fast = _plain_host_cpus(data, source)
+        if fast is not None:
+            return fast
     parsed: dict[bytes, CpuDef] = {}
     per_doc: dict[int, list[CpuDef]] = {}
     out: list[CpuDef] = []
@@ -85,6 +93,105 @@ def parse_cpu_file(data: bytes, source: str, cpu_type: str = "host") -> list[Cpu
     if not out:
         raise _no_cpu(source)
     return out
+
+
+# The fast path: a file of bare host <cpu> elements as `virsh capabilities`
+# prints them.  A strict grammar (a regular subset of XML: fixed children in
+# virsh's order, single-quoted attributes, values that cannot fail a check,
+# no comments, entities or CDATA) is matched on the bytes; a file matching it
+# throughout is well-formed and every check of parse_cpu_element passes, so
+# the CpuDefs are built from the captured values without building a tree.
+# Anything else -- one CPU off the grammar, a repeated feature -- takes the
+# general path, which gives the same answers and libvirt's errors.
+_WS = rb"[ \t\n]*"
+_NAME = rb"[A-Za-z0-9_.+-]+"
+_U9 = rb"[0-9]{1,9}"  # < 2**32 and < 2**31: every uint/int check passes
+_NZ9 = rb"[1-9][0-9]{0,8}"
+_PLAIN_CPU = re.compile(
+    _WS + rb"<cpu>" + _WS
+    + rb"<arch>(?P<arch>" + b"|".join(re.escape(a.encode()) for a in sorted(_ARCHES))
+    + rb")</arch>" + _WS
+    + rb"<model>(?P<model>" + _NAME + rb")</model>" + _WS
+    + rb"(?:<vendor>(?P<vendor>" + _NAME + rb")</vendor>" + _WS + rb")?"
+    + rb"(?:<microcode version='" + _U9 + rb"'/>" + _WS + rb")?"
+    + rb"(?:<signature family='(?P<fam>" + _NZ9 + rb")' model='(?P<mod>" + _U9
+    + rb")' stepping='(?P<step>" + _U9 + rb")'/>" + _WS + rb")?"
+    + rb"(?:<counter name='tsc' frequency='(?P<freq>[0-9]{1,18})'"
+    + rb"(?: scaling='(?P<scaling>yes|no)')?/>" + _WS + rb")?"
+    + rb"(?:<topology sockets='(?P<sockets>" + _NZ9 + rb")'(?: dies='(?P<dies>" + _NZ9
+    + rb")')?(?: clusters='" + _NZ9 + rb"')? cores='(?P<cores>" + _NZ9
+    + rb")' threads='(?P<threads>" + _NZ9 + rb")'/>" + _WS + rb")?"
+    + rb"(?:<maxphysaddr mode='(?:emulate|passthrough)'(?: bits='" + _U9 + rb"')?/>"
+    + _WS + rb")?"
+    + rb"(?P<features>(?:<feature name='" + _NAME + rb"'/>" + _WS + rb")*)"
+    + rb"(?:<pages unit='KiB' size='" + _U9 + rb"'/>" + _WS + rb")*"
+)  # up to the </cpu> the file is cut at
+_PLAIN_FEATURE = re.compile("name='(" + _NAME.decode() + ")'")
+
+
+def _plain_host_cpus(data: bytes, source: str) -> list[CpuDef] | None:
+    """``parse_cpu_file`` of a file of plain host <cpu>s, or None when the
+    file is not all such CPUs (see ``_PLAIN_CPU``).
+
+    The file is cut at each ``</cpu>`` (in the grammar it ends a CPU and
+    nothing else) and each distinct piece is matched once: ~1 us a repeated
+    CPU, ~10 us a new one, where a tree costs ~50 us a CPU in Python.
+    """
+    if not data.lstrip().startswith((b"<cpu>", b"<?xml")):
+        return None
+    pieces = concatenated_body(data, source).split(b"</cpu>")
+    if pieces.pop().strip(b" \t\n"):
+        return None  # something after the last CPU: the general path says what
+    match = _PLAIN_CPU.fullmatch
+    parsed: dict[bytes, CpuDef] = {}
+    seen: dict[bytes, CpuDef] = {}
+    out: list[CpuDef] = []
+    for piece in pieces:
+        cpu = seen.get(piece)  # a cluster repeats its few CPUs byte for byte
+        if cpu is None:
+            m = match(piece)
+            if m is None:
+                return None
+            # The general path's key is the tree's serialisation, which drops
+            # blank text between elements: so CPUs that differ only there
+            # share one CpuDef.  The grammar fixes every other blank (one
+            # space between attributes), so deleting all blanks is that key.
+            key = piece.translate(None, b" \t\n")
+            cpu = parsed.get(key)
+            if cpu is None:
+                cpu = _plain_cpu(m, f"{source}: CPU #{len(out) + 1}")
+                if cpu is None:
+                    return None
+                parsed[key] = cpu
+            seen[piece] = cpu
+        out.append(cpu)
+    return out or None
+
+
+def _plain_cpu(m: re.Match[bytes], source: str) -> CpuDef | None:
+    (arch, model, vendor, fam, mod, step, freq, scaling, sockets, dies, cores, threads,
+     block) = m.groups()
+    names = tuple(_PLAIN_FEATURE.findall(block.decode()))
+    features = _HOST_FEATURES_CACHE.get(names)
+    if features is None:
+        if len(set(names)) != len(names):
+            return None  # a repeated feature: the general path names it
+        features = tuple([_HOST_FEATURE.get(n) or _feature(n, None) for n in names])
+        if len(_HOST_FEATURES_CACHE) < _CACHE_LIMIT:
+            _HOST_FEATURES_CACHE[names] = features
+    return CpuDef(
+        type="host",
+        model=model.decode(),
+        vendor=vendor.decode() if vendor is not None else None,
+        features=features,
+        arch=arch.decode(),
+        signature=(int(fam), int(mod), int(step)) if fam is not None else None,
+        tsc_frequency=int(freq) if freq is not None else None,
+        tsc_scaling=None if scaling is None else scaling == b"yes",
+        topology=(int(sockets), int(dies) if dies is not None else 1, int(cores),
+                  int(threads)) if sockets is not None else None,
+        source=source,
+    )
 
 
 # virXMLProp* and virStrToLong_*p (src/util/virxml.c, virstring.c): strtoul
@@ -165,6 +272,8 @@ def _feature(name: str, policy: str | None) -> CpuFeature:
         f = CpuFeature(name, policy)
         if len(_FEATURE_CACHE) < _CACHE_LIMIT:
             _FEATURE_CACHE[key] = f
+            if policy is None:
+                _HOST_FEATURE[name] = f
     return f
 
 
@@ -180,24 +289,61 @@ def _features(feats: list[CpuFeature]) -> tuple[CpuFeature, ...]:
 
 
 _HOST_FEATURES_CACHE: dict[tuple[str, ...], tuple[CpuFeature, ...]] = {}
-_XP_FEATURE_NAMES: Any = etree.XPath("feature/@name")
-_XP_FEATURES: Any = etree.XPath("feature")
-_XP_COUNT_FEATURES: Any = etree.XPath("count(feature)")
-_XP_NOT_FEATURES: Any = etree.XPath("*[not(self::feature)]")
+_HOST_FEATURE: dict[str, CpuFeature] = {}  # name -> CpuFeature(name, None), as _FEATURE_CACHE
 
 
-def _host_features(el: Any, count: int) -> tuple[CpuFeature, ...] | None:
-    """A host CPU's features in one XPath call (host CPUs carry no policy), or
-    None when a name is missing, empty or repeated: the slow path says which."""
-    raw: tuple[str, ...] = tuple(_XP_FEATURE_NAMES(el))
-    shared = _HOST_FEATURES_CACHE.get(raw)
-    if shared is not None and len(raw) == count:
-        return shared
-    # lxml's attribute strings keep their tree alive: plain str for the cache.
-    names = tuple(str(n) for n in raw)
-    if len(names) != count or "" in names or len(set(names)) != count:
+class _Children:
+    """What virCPUDefParseXML reads of a ``<cpu>``'s children, gathered in one pass.
+
+    ``first`` holds the first child of each tag (libvirt's ``./tag[1]``),
+    ``features`` every ``<feature>``, ``caches`` every ``<cache>``, ``counter``
+    the first ``<counter name='tsc'>``.  Comments and PIs are skipped, as the
+    ``*`` and ``feature`` XPaths do.
+    """
+
+    __slots__ = ("first", "features", "caches", "counter")
+
+    def __init__(self, el: Any) -> None:
+        first: dict[str, Any] = {}
+        features: list[Any] = []
+        caches: list[Any] = []
+        counter = None
+        # The hot loop of parsing a fleet (10,000s of CPUs, ~20 children
+        # each): one Python pass over the children costs ~5 us a CPU, where
+        # the three XPath calls it replaces cost ~27 us.
+        for child in el:
+            tag = child.tag
+            if tag.__class__ is not str:  # comment, PI, entity
+                continue
+            if tag == "feature":
+                features.append(child)
+                continue
+            if tag == "cache":
+                caches.append(child)
+            elif tag == "counter" and counter is None and child.get("name") == "tsc":
+                counter = child
+            if tag not in first:
+                first[tag] = child
+        self.first = first
+        self.features = features
+        self.caches = caches
+        self.counter = counter
+
+
+def _host_features(f_els: list[Any]) -> tuple[CpuFeature, ...] | None:
+    """A host CPU's features (host CPUs carry no policy), shared between CPUs
+    listing the same names, or None when a name is missing, empty or
+    repeated: the slow path (``_feature_list``) says which."""
+    raw: tuple[str | None, ...] = tuple([f.get("name") for f in f_els])
+    if None in raw or "" in raw:
         return None
-    shared = tuple(_feature(n, None) for n in names)
+    names = cast("tuple[str, ...]", raw)
+    shared = _HOST_FEATURES_CACHE.get(names)
+    if shared is not None:
+        return shared
+    if len(set(names)) != len(names):
+        return None
+    shared = tuple([_HOST_FEATURE.get(n) or _feature(n, None) for n in names])
     if len(_HOST_FEATURES_CACHE) < _CACHE_LIMIT:
         _HOST_FEATURES_CACHE[names] = shared
     return shared
@@ -222,6 +368,103 @@ def _feature_list(f_els: list[Any], cpu_type: str, source: str) -> list[CpuFeatu
     return feats
 
 
+def _resolve_type(el: Any, kids: _Children, cpu_type: str, source: str) -> str:
+    """``auto`` is host when an <arch> child is present (virCPUDefParseXML)."""
+    if cpu_type != "auto":
+        return cpu_type
+    has_arch = "arch" in kids.first
+    if has_arch and el.get("match") is not None:
+        raise _err(
+            source, "'arch' element cannot be used inside 'cpu' element with 'match' attribute'"
+        )
+    return "host" if has_arch else "guest"
+
+
+def _mode(el: Any, is_mode: bool, cpu_type: str, source: str) -> str | None:
+    raw_mode = None if is_mode else el.get("mode")
+    if raw_mode is not None:
+        if cpu_type == "host":
+            raise _err(source, "Attribute mode is only allowed for guest CPU")
+        if raw_mode not in MODES:
+            raise _err(source, f"Invalid mode attribute '{raw_mode}'")
+        return str(raw_mode)
+    return "custom" if cpu_type == "guest" else None
+
+
+def _host_fields(kids: _Children, source: str
+                 ) -> tuple[str, tuple[int, int, int] | None, int | None, bool | None]:
+    """arch, signature, TSC frequency and scaling of a host CPU, checked in libvirt's order."""
+    first = kids.first
+    arch = _text(first.get("arch"))
+    if arch is None:
+        raise _err(source, "Missing CPU architecture")
+    if arch not in _ARCHES:
+        raise _err(source, f"Unknown architecture {arch}")
+    mc = first.get("microcode")
+    if mc is not None and mc.get("version") is not None:
+        v = mc.get("version")
+        if not _UINT_RE.fullmatch(v) or int(v) > _UINT_MAX:
+            raise _err(source, "invalid microcode version")
+    signature = None
+    sig = first.get("signature")
+    if sig is not None:
+        fam = _prop_unsigned(sig, "family", source, required=True, nonzero=True)
+        mod = _prop_unsigned(sig, "model", source, required=True)
+        step = _prop_unsigned(sig, "stepping", source, required=True)
+        assert fam is not None and mod is not None and step is not None
+        signature = (fam, mod, step)
+    tsc_freq = tsc_scaling = None
+    if kids.counter is not None:
+        tsc_freq = _prop_unsigned(kids.counter, "frequency", source, required=True,
+                                  limit=_ULLONG_MAX)
+        sc = _prop_enum(kids.counter, "scaling", _YES_NO, source)
+        tsc_scaling = None if sc is None else sc == "yes"
+    return arch, signature, tsc_freq, tsc_scaling
+
+
+def _guest_model_fallback(m_el: Any, source: str) -> str | None:
+    """The guest <model>'s fallback and vendor_id checks; the fallback."""
+    fallback = None
+    if m_el is not None and m_el.get("fallback"):
+        fallback = m_el.get("fallback")
+        if fallback not in ("allow", "forbid"):
+            raise _err(source, "Invalid fallback attribute")
+    vendor_id = m_el.get("vendor_id") if m_el is not None else None
+    if vendor_id:
+        if len(vendor_id) != 12:
+            raise _err(source, "vendor_id must be exactly 12 characters long")
+        if "," in vendor_id:
+            raise _err(source, "vendor id is invalid")
+    return fallback
+
+
+def _topology(topo: Any, source: str) -> tuple[int, int, int, int] | None:
+    if topo is None:
+        return None
+    sockets = _prop_unsigned(topo, "sockets", source, required=True, nonzero=True)
+    dies = _prop_unsigned(topo, "dies", source, nonzero=True)
+    cores = _prop_unsigned(topo, "cores", source, required=True, nonzero=True)
+    threads = _prop_unsigned(topo, "threads", source, required=True, nonzero=True)
+    assert sockets is not None and cores is not None and threads is not None
+    return (sockets, dies or 1, cores, threads)
+
+
+def _check_cache_and_addr(kids: _Children, source: str) -> None:
+    """<cache> and <maxphysaddr>: checked, not kept."""
+    caches = kids.caches
+    if len(caches) > 1:
+        raise _err(source, "at most one CPU cache element may be specified")
+    if caches:
+        level = _prop_int_nonnegative(caches[0], "level", source)
+        if level is not None and not 1 <= level <= 3:
+            raise _err(source, "invalid CPU cache level, must be in range [1,3]")
+        _prop_enum(caches[0], "mode", _CACHE_MODES, source, required=True)
+    addr = kids.first.get("maxphysaddr")
+    if addr is not None:
+        _prop_enum(addr, "mode", _MAXPHYSADDR_MODES, source, required=True)
+        _prop_int_nonnegative(addr, "bits", source)
+
+
 def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
     """One ``<cpu>`` (or domcapabilities host-model ``<mode>``) element to a CpuDef.
 
@@ -232,38 +475,10 @@ def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
     what libvirt refuses migplan refuses with the same words.
     """
     is_mode = el.tag == "mode"
-    # One pass over the children (instead of a find() per tag): the first
-    # child of each tag, as libvirt's ./tag[1] XPaths, and every <feature>/<cache>.
-    first: dict[str, Any] = {}
-    caches: list[Any] = []
-    counter = None
-    for child in _XP_NOT_FEATURES(el):
-        tag = child.tag
-        if tag == "cache":
-            caches.append(child)
-        elif tag == "counter" and counter is None and child.get("name") == "tsc":
-            counter = child
-        if tag not in first:
-            first[tag] = child
-    n_features = int(_XP_COUNT_FEATURES(el))
-    if cpu_type == "auto":
-        has_arch = "arch" in first
-        if has_arch and el.get("match") is not None:
-            raise _err(
-                source, "'arch' element cannot be used inside 'cpu' element with 'match' attribute'"
-            )
-        cpu_type = "host" if has_arch else "guest"
-
-    mode: str | None = None
-    raw_mode = None if is_mode else el.get("mode")
-    if raw_mode is not None:
-        if cpu_type == "host":
-            raise _err(source, "Attribute mode is only allowed for guest CPU")
-        if raw_mode not in MODES:
-            raise _err(source, f"Invalid mode attribute '{raw_mode}'")
-        mode = raw_mode
-    elif cpu_type == "guest":
-        mode = "custom"
+    kids = _Children(el)
+    first = kids.first
+    cpu_type = _resolve_type(el, kids, cpu_type, source)
+    mode = _mode(el, is_mode, cpu_type, source)
 
     match = check = fallback = None
     migratable = None if is_mode else _prop_enum(el, "migratable", _ON_OFF, source)
@@ -276,81 +491,29 @@ def parse_cpu_element(el: Any, cpu_type: str, source: str = "") -> CpuDef:
         match = _prop_enum(el, "match", MATCHES, source)
         check = _prop_enum(el, "check", _CHECKS, source)
 
-    arch = None
-    signature = None
-    tsc_freq = None
-    tsc_scaling = None
+    arch = signature = tsc_freq = tsc_scaling = None
     if cpu_type == "host":
-        arch = _text(first.get("arch"))
-        if arch is None:
-            raise _err(source, "Missing CPU architecture")
-        if arch not in _ARCHES:
-            raise _err(source, f"Unknown architecture {arch}")
-        mc = first.get("microcode")
-        if mc is not None and mc.get("version") is not None:
-            v = mc.get("version")
-            if not _UINT_RE.fullmatch(v) or int(v) > _UINT_MAX:
-                raise _err(source, "invalid microcode version")
-        sig = first.get("signature")
-        if sig is not None:
-            fam = _prop_unsigned(sig, "family", source, required=True, nonzero=True)
-            mod = _prop_unsigned(sig, "model", source, required=True)
-            step = _prop_unsigned(sig, "stepping", source, required=True)
-            assert fam is not None and mod is not None and step is not None
-            signature = (fam, mod, step)
-        if counter is not None:
-            tsc_freq = _prop_unsigned(counter, "frequency", source, required=True,
-                                      limit=_ULLONG_MAX)
-            sc = _prop_enum(counter, "scaling", _YES_NO, source)
-            tsc_scaling = None if sc is None else sc == "yes"
+        arch, signature, tsc_freq, tsc_scaling = _host_fields(kids, source)
 
     model = _text(first.get("model"))
     if model is None and cpu_type == "host":
         raise _err(source, "Missing CPU model name")
     if cpu_type == "guest" and mode not in ("host-passthrough", "maximum"):
-        m_el = first.get("model")
-        if m_el is not None and m_el.get("fallback"):
-            fallback = m_el.get("fallback")
-            if fallback not in ("allow", "forbid"):
-                raise _err(source, "Invalid fallback attribute")
-        vendor_id = m_el.get("vendor_id") if m_el is not None else None
-        if vendor_id:
-            if len(vendor_id) != 12:
-                raise _err(source, "vendor_id must be exactly 12 characters long")
-            if "," in vendor_id:
-                raise _err(source, "vendor id is invalid")
+        fallback = _guest_model_fallback(first.get("model"), source)
 
     vendor = _text(first.get("vendor"))
     if vendor is not None and model is None:
         raise _err(source, "CPU vendor specified without CPU model")
 
-    topology = None
-    topo = first.get("topology")
-    if topo is not None:
-        sockets = _prop_unsigned(topo, "sockets", source, required=True, nonzero=True)
-        dies = _prop_unsigned(topo, "dies", source, nonzero=True)
-        cores = _prop_unsigned(topo, "cores", source, required=True, nonzero=True)
-        threads = _prop_unsigned(topo, "threads", source, required=True, nonzero=True)
-        assert sockets is not None and cores is not None and threads is not None
-        topology = (sockets, dies or 1, cores, threads)
+    topology = _topology(first.get("topology"), source)
 
-    if n_features and model is None and mode == "custom":
+    if kids.features and model is None and mode == "custom":
         raise _err(source, "Non-empty feature list specified without CPU model")
-    features = _host_features(el, n_features) if cpu_type == "host" else None
+    features = _host_features(kids.features) if cpu_type == "host" else None
     if features is None:
-        features = _features(_feature_list(_XP_FEATURES(el), cpu_type, source))
+        features = _features(_feature_list(kids.features, cpu_type, source))
 
-    if len(caches) > 1:
-        raise _err(source, "at most one CPU cache element may be specified")
-    if caches:
-        level = _prop_int_nonnegative(caches[0], "level", source)
-        if level is not None and not 1 <= level <= 3:
-            raise _err(source, "invalid CPU cache level, must be in range [1,3]")
-        _prop_enum(caches[0], "mode", _CACHE_MODES, source, required=True)
-    addr = first.get("maxphysaddr")
-    if addr is not None:
-        _prop_enum(addr, "mode", _MAXPHYSADDR_MODES, source, required=True)
-        _prop_int_nonnegative(addr, "bits", source)
+    _check_cache_and_addr(kids, source)
 
     return CpuDef(
         type=cpu_type,
@@ -375,5 +538,7 @@ def _text(child: Any) -> str | None:
     if child is None:
         return None
     # libvirt reads string(./model[1]): an empty element is "no value".
+    if not len(child):  # no children: the text node is the whole string
+        return child.text or None
     text = "".join(child.itertext())
     return text or None

@@ -95,6 +95,12 @@ def parse_document(data: bytes, source: str, *, limit: int = MAX_DOCUMENT_BYTES)
         raise InputError(f"{source}: {err}") from None
 
 
+def concatenated_body(data: bytes, source: str, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """What ``parse_concatenated`` wraps in its ``<container>``: the checked
+    bytes without XML declarations and BOM."""
+    return _concatenated_body(data, source, limit)
+
+
 def _concatenated_body(data: bytes, source: str, limit: int) -> bytes:
     check_document(data, source, limit=limit)
     body = _XML_DECL_RE.sub(b"", data)
