@@ -1,4 +1,5 @@
-"""A lab of real libvirt hosts on this machine (see ../shared/LAB.md).
+"""A lab of real libvirt hosts on this machine (``Lab``; templates in ``config``, processes in
+``process``).
 
 Each host is one ``libvirtd --listen`` in its own mount (and UTS) namespace,
 with private ``/etc/libvirt``, ``/run/libvirt``, ``/var/lib/libvirt``,
@@ -14,32 +15,116 @@ import libvirt.  Everything the lab owns lives under one state directory;
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
-import glob
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planner.errors import MigplanError
+from planner.lab.config import (
+    SHAPES as SHAPES,
+)
+from planner.lab.config import (
+    GuestShape as GuestShape,
+)
+from planner.lab.config import (
+    guest_xml as guest_xml,
+)
+from planner.lab.config import (
+    libvirtd_conf as libvirtd_conf,
+)
+from planner.lab.config import (
+    qemu_conf as qemu_conf,
+)
+from planner.lab.config import (
+    random_host_uuid as random_host_uuid,
+)
+from planner.lab.process import (
+    QEMU_DRIVER_GLOB as QEMU_DRIVER_GLOB,
+)
+from planner.lab.process import (
+    STOP_TIMEOUT as STOP_TIMEOUT,
+)
+from planner.lab.process import (
+    TOOLS as TOOLS,
+)
+from planner.lab.process import (
+    VIRSH_TIMEOUT as VIRSH_TIMEOUT,
+)
+from planner.lab.process import (
+    GuestStatus as GuestStatus,
+)
+from planner.lab.process import (
+    LabError as LabError,
+)
+from planner.lab.process import (
+    _unescape_mountinfo as _unescape_mountinfo,
+)
+from planner.lab.process import (
+    check_tools as check_tools,
+)
+from planner.lab.process import (
+    cmdline as cmdline,
+)
+from planner.lab.process import (
+    ensure_qemu_user as ensure_qemu_user,
+)
+from planner.lab.process import (
+    fs_path as fs_path,
+)
+from planner.lab.process import (
+    kill_and_wait as kill_and_wait,
+)
+from planner.lab.process import (
+    kvm_usable as kvm_usable,
+)
+from planner.lab.process import (
+    list_guests as list_guests,
+)
+from planner.lab.process import (
+    mount_ns as mount_ns,
+)
+from planner.lab.process import (
+    pid_alive as pid_alive,
+)
+from planner.lab.process import (
+    pids_seeing_mounts_from as pids_seeing_mounts_from,
+)
+from planner.lab.process import (
+    port_free_or_raise as port_free_or_raise,
+)
+from planner.lab.process import (
+    port_open as port_open,
+)
+from planner.lab.process import (
+    read_int as read_int,
+)
+from planner.lab.process import (
+    reap as reap,
+)
+from planner.lab.process import (
+    require_root as require_root,
+)
+from planner.lab.process import (
+    run_or_raise as run_or_raise,
+)
+from planner.lab.process import (
+    tail as tail,
+)
+from planner.lab.process import (
+    virsh as virsh,
+)
 
 DEFAULT_STATE_DIR = Path("/var/tmp/migplan-lab")
 STATE_DIR_ENV = "MIGPLAN_LAB_DIR"
 LIBVIRTD_PORT = 16509
 READY_TIMEOUT = 60.0
-STOP_TIMEOUT = 10.0
-VIRSH_TIMEOUT = 60.0
 
 # Directories each host gets privately: (path on the machine, sub-directory of the host's state).
 PRIVATE_DIRS = (
@@ -50,51 +135,7 @@ PRIVATE_DIRS = (
     ("/var/cache/libvirt", "cache"),
 )
 
-# tool -> Debian package that provides it
-TOOLS = {
-    "libvirtd": "libvirt-daemon",
-    "virsh": "libvirt-clients",
-    "qemu-system-x86_64": "qemu-system-x86",
-    "unshare": "util-linux",
-    "mount": "mount",
-}
-QEMU_DRIVER_GLOB = "/usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so"
-
-
-class LabError(MigplanError):
-    """The lab cannot be started, inspected or stopped; the message says why and what to do."""
-
-    exit_code = 1
-
-
 ProgressFn = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class GuestShape:
-    """One guest's shape; the lab cycles through SHAPES so every host differs."""
-
-    memory_mib: int
-    vcpus: int
-    cpu: str  # "host-model" or a named CPU model (custom mode)
-    pinned: bool
-    persistent: bool
-    machine: str = "pc"
-
-
-SHAPES = (
-    GuestShape(memory_mib=128, vcpus=1, cpu="host-model", pinned=False, persistent=True),
-    GuestShape(memory_mib=256, vcpus=2, cpu="kvm64", pinned=False, persistent=False),
-    GuestShape(memory_mib=192, vcpus=2, cpu="host-model", pinned=True, persistent=True),
-    GuestShape(memory_mib=160, vcpus=1, cpu="kvm64", pinned=True, persistent=False, machine="q35"),
-)
-
-
-@dataclass(frozen=True)
-class GuestStatus:
-    name: str
-    state: str  # as virsh says it: "running", "shut off", "paused"...
-    persistent: bool
 
 
 @dataclass(frozen=True)
@@ -480,287 +521,3 @@ class Lab:
                 raise LabError(f"another migplan lab command is working on {self.state_dir}; "
                                "wait for it to finish") from None
             yield
-
-
-# ---- configuration ---------------------------------------------------------------------------
-
-
-def random_host_uuid() -> str:
-    # libvirt rejects host UUIDs whose digits are all the same; uuid4 never is
-    return str(uuid.uuid4())
-
-
-def libvirtd_conf(address: str, host_uuid: str) -> str:
-    return (
-        "# written by migplan lab\n"
-        "listen_tcp = 1\n"
-        "listen_tls = 0\n"
-        'auth_tcp = "none"\n'
-        f'listen_addr = "{address}"\n'
-        f'host_uuid = "{host_uuid}"\n'
-        'log_outputs = "3:stderr"\n'
-    )
-
-
-def qemu_conf(address: str) -> str:
-    return (
-        "# written by migplan lab\n"
-        'user = "root"\n'
-        'group = "root"\n'
-        'security_driver = "none"\n'
-        # no virtlogd in the lab: QEMU writes its log file itself
-        'stdio_handler = "file"\n'
-        f'migration_address = "{address}"\n'
-        f'migration_host = "{address}"\n'
-        # QEMU stays in the host's mount namespace (so down() finds it there) and out of
-        # cgroups shared with the other hosts and the machine; pinning still applies
-        # through sched_setaffinity
-        "namespaces = [ ]\n"
-        "cgroup_controllers = [ ]\n"
-        "remember_owner = 0\n"
-    )
-
-
-def guest_xml(name: str, shape: GuestShape, kvm: bool, ncpus: int | None = None) -> str:
-    ncpus = ncpus or os.cpu_count() or 1
-    if shape.cpu == "host-model":
-        # Under nested KVM, QEMU cannot set the arch-capabilities MSR (0x10a) that host-model
-        # asks for, and invtsc would block migration: the lab's host-model leaves both out.
-        # TCG has no host-model; qemu64 is its own default model.
-        cpu = ("  <cpu mode='host-model' check='partial'>\n"
-               "    <feature policy='disable' name='arch-capabilities'/>\n"
-               "    <feature policy='disable' name='invtsc'/>\n"
-               "  </cpu>\n") if kvm else \
-            "  <cpu mode='custom' match='exact'><model fallback='forbid'>qemu64</model></cpu>\n"
-    else:
-        cpu = (f"  <cpu mode='custom' match='exact' check='partial'>\n"
-               f"    <model fallback='forbid'>{shape.cpu}</model>\n  </cpu>\n")
-    tune = ""
-    if shape.pinned:
-        pins = "".join(f"    <vcpupin vcpu='{v}' cpuset='{v % ncpus}'/>\n" for v in range(shape.vcpus))
-        tune = f"  <cputune>\n{pins}  </cputune>\n"
-    return (
-        f"<domain type='{'kvm' if kvm else 'qemu'}'>\n"
-        f"  <name>{name}</name>\n"
-        f"  <memory unit='MiB'>{shape.memory_mib}</memory>\n"
-        f"  <currentMemory unit='MiB'>{shape.memory_mib}</currentMemory>\n"
-        f"  <vcpu placement='static'>{shape.vcpus}</vcpu>\n"
-        f"{tune}"
-        "  <os>\n"
-        f"    <type arch='x86_64' machine='{shape.machine}'>hvm</type>\n"
-        "    <boot dev='network'/>\n"
-        "  </os>\n"
-        "  <features><acpi/></features>\n"
-        f"{cpu}"
-        "  <on_poweroff>destroy</on_poweroff>\n"
-        "  <on_reboot>restart</on_reboot>\n"
-        "  <on_crash>destroy</on_crash>\n"
-        "  <devices>\n"
-        "    <serial type='pty'><target port='0'/></serial>\n"
-        "    <console type='pty'><target type='serial' port='0'/></console>\n"
-        "    <memballoon model='none'/>\n"
-        "  </devices>\n"
-        "</domain>\n"
-    )
-
-
-# ---- checks ----------------------------------------------------------------------------------
-
-
-def require_root(what: str) -> None:
-    if os.geteuid() != 0:
-        raise LabError(f"must run as root to {what}: the lab starts libvirtd daemons in private "
-                       "mount namespaces (try: sudo migplan lab ...)")
-
-
-def check_tools() -> None:
-    missing = [(tool, pkg) for tool, pkg in TOOLS.items() if shutil.which(tool) is None]
-    if shutil.which("libvirtd") is not None and not glob.glob(QEMU_DRIVER_GLOB):
-        missing.append(("libvirt's QEMU driver", "libvirt-daemon-driver-qemu"))
-    if missing:
-        pkgs = sorted({pkg for _t, pkg in missing})
-        tools = ", ".join(f"{t} (Debian package {p})" for t, p in missing)
-        raise LabError(f"missing for the lab: {tools}; install with: "
-                       f"apt-get install -y --no-install-recommends {' '.join(pkgs)}")
-
-
-def kvm_usable() -> bool:
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return False
-    os.close(fd)
-    return True
-
-
-def ensure_qemu_user() -> None:
-    """libvirt's QEMU driver refuses to start without the libvirt-qemu user, even as root."""
-    if subprocess.run(["id", "libvirt-qemu"], capture_output=True).returncode == 0:
-        return
-    for group in ("kvm", "libvirt-qemu"):
-        if subprocess.run(["getent", "group", group], capture_output=True).returncode != 0:
-            run_or_raise(["groupadd", "-r", group])
-    run_or_raise(["useradd", "-r", "-g", "libvirt-qemu", "-G", "kvm", "-s", "/usr/sbin/nologin",
-                  "-d", "/var/lib/libvirt", "-M", "libvirt-qemu"])
-
-
-def run_or_raise(cmd: list[str]) -> None:
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    except FileNotFoundError:
-        raise LabError(f"{cmd[0]} not found: install the Debian package passwd") from None
-    if r.returncode != 0:
-        raise LabError(f"`{' '.join(cmd)}` failed: {r.stderr.strip()}")
-
-
-def port_free_or_raise(address: str, port: int) -> None:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((address, port))
-    except OSError as err:
-        if err.errno == errno.EADDRINUSE:
-            raise LabError(f"{address}:{port} is already in use (another libvirtd or another "
-                           "lab?): stop it, or choose other addresses with --first-ip") from None
-        raise LabError(f"cannot listen on {address}:{port}: {err.strerror}") from None
-    finally:
-        s.close()
-
-
-def port_open(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-# ---- virsh -------------------------------------------------------------------------------------
-
-
-def virsh(uri: str, *args: str, check: bool = True,
-          timeout: float = VIRSH_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    try:
-        r = subprocess.run(["virsh", "-q", "-c", uri, *args], capture_output=True, text=True,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise LabError(f"`virsh -c {uri} {' '.join(args)}` did not answer in {timeout:.0f} s") from None
-    except FileNotFoundError:
-        raise LabError("virsh not found: install the Debian package libvirt-clients") from None
-    if check and r.returncode != 0:
-        raise LabError(f"`virsh -c {uri} {' '.join(args)}` failed: {r.stderr.strip()}")
-    return r
-
-
-def list_guests(uri: str) -> list[GuestStatus]:
-    """Guests of a host with their state, through `virsh list --all`."""
-    listing = virsh(uri, "list", "--all").stdout
-    transient = set(virsh(uri, "list", "--all", "--transient", "--name").stdout.split())
-    out = []
-    for line in listing.splitlines():
-        parts = line.split(None, 2)
-        if len(parts) < 3:
-            continue
-        _id, name, state = parts
-        out.append(GuestStatus(name=name, state=state.strip(), persistent=name not in transient))
-    return out
-
-
-# ---- small process helpers ---------------------------------------------------------------------
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
-
-
-def read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # the state letter follows the parenthesised command name; a zombie is gone already
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
-
-
-def reap(pid: int) -> None:
-    """Collect the exit status if the daemon is our own child (the test fixture's case)."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def mount_ns(pid: int) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
-    except OSError:
-        return None
-
-
-def _unescape_mountinfo(field: str) -> str:
-    # mountinfo writes space, tab, newline and backslash as \ooo octal escapes
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def fs_path(path: Path) -> str:
-    """``path`` as mountinfo's root field (4th) names it: relative to its own filesystem."""
-    target = str(path.resolve())
-    best_mnt, best_root = "", "/"
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split()
-        root, mnt = _unescape_mountinfo(fields[3]), _unescape_mountinfo(fields[4])
-        inside = target == mnt or target.startswith(mnt.rstrip("/") + "/")
-        if inside and len(mnt) >= len(best_mnt):
-            best_mnt, best_root = mnt, root
-    rel = target[len(best_mnt):].lstrip("/")
-    return os.path.join(best_root, rel) if rel else best_root
-
-
-def pids_seeing_mounts_from(directory: Path) -> list[int]:
-    """Processes (other than this one) that have a bind mount of something under directory."""
-    prefix = fs_path(directory).rstrip("/") + "/"
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            mountinfo = (entry / "mountinfo").read_text()
-        except OSError:
-            continue
-        for line in mountinfo.splitlines():
-            if _unescape_mountinfo(line.split()[3]).startswith(prefix):
-                if pid_alive(int(entry.name)):
-                    out.append(int(entry.name))
-                break
-    return out
-
-
-def kill_and_wait(pid: int, timeout: float = STOP_TIMEOUT) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            reap(pid)
-            if not pid_alive(pid):
-                return
-            time.sleep(0.1)
-    raise LabError(f"process {pid} ({cmdline(pid).strip()}) did not stop after SIGKILL")
