@@ -23,9 +23,22 @@ def default_catalog() -> Catalog:
     return load_json_text(text, "cpu_maps/x86.json")
 
 
+#: Shipped catalogs by libvirt version: ``--cpu-map 11.3`` (cpu_maps/x86-11.3.json).
+SHIPPED = {"9.0": "x86.json", "11.3": "x86-11.3.json"}
+
+
+@functools.lru_cache(maxsize=4)
+def shipped_catalog(version: str) -> Catalog:
+    name = SHIPPED[version]
+    text = resources.files("cpu_maps").joinpath(name).read_text(encoding="utf-8")
+    return load_json_text(text, f"cpu_maps/{name}")
+
+
 def load_catalog(cpu_map: str | Path | None) -> Catalog:
     if cpu_map is None:
         return default_catalog()
+    if isinstance(cpu_map, str) and cpu_map in SHIPPED and not Path(cpu_map).exists():
+        return default_catalog() if cpu_map == "9.0" else shipped_catalog(cpu_map)
     path = Path(cpu_map)
     if path.is_file() and path.suffix == ".json":
         return load_json_text(_read(path), str(path))

@@ -25,7 +25,7 @@ from planner.rules import Policy
 X86_ARCHES = frozenset({"x86_64", "i686", "i386"})
 
 CPU_MAP_HINT = ("pass that host's own cpu_map with --cpu-map DIR (a copy of its "
-                "/usr/share/libvirt/cpu_map)")
+                "/usr/share/libvirt/cpu_map), or --cpu-map 11.3 when every host runs libvirt 11")
 
 
 @dataclass(frozen=True)

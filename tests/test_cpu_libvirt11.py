@@ -83,3 +83,18 @@ def test_cpu_baseline_equals_libvirt_11_3(oracle, flags, files):
     assert theirs.returncode == 0, theirs.stderr
     assert mine.returncode == 0, mine.stderr
     assert mine.stdout.strip() == theirs.stdout.strip()
+
+
+def test_cpu_map_11_3_selects_the_shipped_catalog_and_plans_libvirt_11_hosts(tmp_path):
+    # a Sapphire Rapids and a Cascade Lake host as libvirt 11 describes them
+    f = tmp_path / "caps.xml"
+    f.write_bytes(b"".join(p.read_bytes() for p in INTEL_SERVERS
+                           if "Bronze" in p.name or "Silver" in p.name))
+    r = run_cli("cpu-baseline", "--cpu-map", "11.3", str(f))
+    assert r.returncode == 0, r.stderr
+    # libvirt 11.3 answers the same (test above): a plain model, never a -vN name
+    assert "<model fallback='allow'>Cooperlake</model>" in r.stdout
+    for f in ("hle", "rtm", "avx512-bf16", "taa-no"):
+        assert f"<feature policy='disable' name='{f}'/>" in r.stdout
+    r = run_cli("cpu-baseline", str(f))
+    assert r.returncode != 0 and "Icelake-Server-v2" in r.stderr
