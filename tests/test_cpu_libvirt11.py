@@ -94,7 +94,7 @@ def test_cpu_map_11_3_selects_the_shipped_catalog_and_plans_libvirt_11_hosts(tmp
     assert r.returncode == 0, r.stderr
     # libvirt 11.3 answers the same (test above): a plain model, never a -vN name
     assert "<model fallback='allow'>Cooperlake</model>" in r.stdout
-    for f in ("hle", "rtm", "avx512-bf16", "taa-no"):
-        assert f"<feature policy='disable' name='{f}'/>" in r.stdout
+    for feat in ("hle", "rtm", "avx512-bf16", "taa-no"):
+        assert f"<feature policy='disable' name='{feat}'/>" in r.stdout
     r = run_cli("cpu-baseline", str(f))
     assert r.returncode != 0 and "Icelake-Server-v2" in r.stderr
