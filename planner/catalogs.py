@@ -8,11 +8,14 @@ libvirt cpu_map directory (``index.xml``) or a directory holding ``x86.json``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 from planner.cpu.catalog import Catalog, load_json_text
 from planner.errors import InputError
+from planner.model import Host
 
 MAX_MAP_FILE = 16 * 1024 * 1024
 
@@ -65,3 +68,42 @@ def _read(path: Path) -> str:
     if len(data) > MAX_MAP_FILE * 4:
         raise InputError(f"{path}: too large for a CPU catalog")
     return data.decode("utf-8", errors="replace")
+
+
+def harmonise(hosts: Sequence[Host], cat: Catalog) -> tuple[list[Host], dict[str, str]]:
+    """Hosts whose CPU is named in another shipped libvirt's vocabulary (a libvirt 11
+    host's ``Icelake-Server-v2``), re-described in ``cat``'s names; with a note per host.
+
+    A mixed-version snapshot is the normal state of a cloud during an upgrade: the
+    plan must use models every host's libvirt knows, so each CPU is read with the
+    catalog that knows its names and planned in ``cat``'s.  Hosts no shipped catalog
+    knows are left as they are (the recommendation reports them unknown).
+    """
+    from planner.cpu.vocabulary import knows, translate
+
+    out: list[Host] = []
+    notes: dict[str, str] = {}
+    others = [v for v in SHIPPED if v + ".0" != (cat.libvirt_version or "")]
+    for h in hosts:
+        if knows(h.cpu, cat) and (h.host_model is None or knows(h.host_model, cat)):
+            out.append(h)
+            continue
+        for v in others:
+            src = shipped_catalog(v) if v != "9.0" else default_catalog()
+            t = translate(h.cpu, src, cat)
+            if t is None:
+                continue
+            hm = translate(h.host_model, src, cat) if h.host_model is not None else None
+            out.append(replace(h, cpu=t.cpu, host_model=hm.cpu if hm is not None else None))
+            lost = (f"; features libvirt {cat.libvirt_version} cannot name are left out "
+                    f"({len(t.unnamed)}: {', '.join(t.unnamed[:6])}"
+                    + (", ..." if len(t.unnamed) > 6 else "") + ")") if t.unnamed else ""
+            notes[h.name] = (
+                f"{h.name}: hosts/{h.name}/capabilities.xml names its CPU {t.was} in libvirt "
+                f"{src.libvirt_version}'s vocabulary: read with that cpu_map and planned in "
+                f"libvirt {cat.libvirt_version}'s models ({t.cpu.model}), which every host's "
+                f"libvirt knows{lost}.")
+            break
+        else:
+            out.append(h)
+    return out, notes

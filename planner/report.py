@@ -439,9 +439,18 @@ def _sev(status: str) -> int:
 def build_report(inv: Inventory, cat: Catalog, policy: Policy | None = None,
                  groups: dict[str, str] | None = None) -> Report:
     """Recommend (per aggregate when grouped) and analyse the whole inventory."""
+    from dataclasses import replace
+
+    from planner.catalogs import harmonise
     from planner.graph import analyze
     from planner.recommend import by_host, recommend_groups
 
     policy = policy or Policy()
+    hosts, notes = harmonise(inv.hosts, cat)
+    if notes:
+        inv = replace(inv, hosts=tuple(hosts))
     recs = recommend_groups(inv.hosts, groups, cat, policy)
+    if notes:
+        recs = [replace(r, explanation=tuple(notes[h] for h in r.hosts if h in notes)
+                        + r.explanation) for r in recs]
     return Report(inv, recs, analyze(inv, by_host(recs), cat, policy), policy, cat, groups)
