@@ -133,3 +133,13 @@ def test_a_libvirt_11_host_among_libvirt_9_hosts_is_planned_in_models_all_know(t
     assert rec["cpu_mode"] == alone["cpu_mode"] and rec["cpu_models"] == alone["cpu_models"]
     assert rec["baseline"]["model"] == alone["baseline"]["model"]
     assert set(rec["baseline"]["features"]) <= set(alone["baseline"]["features"])
+
+
+def test_report_of_a_snapshot_mixing_x86_64_and_aarch64_hosts(tmp_path):
+    """``migplan report`` once stopped at ``Unknown CPU model cortex-a72``."""
+    snap = _with_cn01(tmp_path, AARCH64_CPU)
+    out = tmp_path / "out"
+    r = run_cli("report", str(snap), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    html = (out / "capacity-review.html").read_text()
+    assert "architecture aarch64" in html and "--cpu-map" in html
