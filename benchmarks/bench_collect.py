@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from planner.collect import DEFAULT_WORKERS, collect  # noqa: E402
-from planner.hostsources import Target  # noqa: E402
+from planner.collect.run import DEFAULT_WORKERS, collect  # noqa: E402
+from planner.collect.sources import Target  # noqa: E402
 from planner.lab import Lab, default_state_dir  # noqa: E402
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from planner.catalogs import default_catalog  # noqa: E402
+from planner.adapters.catalogs import default_catalog  # noqa: E402
 
 VIRSH_MAX_FILE = 10 * 1024 * 1024
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How long planner.inventory.load takes on a large snapshot (prints figures).
+"""How long planner.snapshot.read.load takes on a large snapshot (prints figures).
 
 Builds a snapshot of N hosts (default 10,000) with G guests each (default 10:
 100,000 guests) from the composed fixtures, once, into a directory; then times
@@ -149,8 +149,8 @@ def _guest(template: bytes, name: str, uid: str, i: int) -> bytes:
 def build(root: Path, n: int, per_host: int, digests: bool = True) -> int:
     """Write the snapshot; returns the number of guests.  ``digests``: guest
     digests in domains.json, as ``migplan collect`` writes them."""
-    from planner.collect import domains_json
-    from planner.parse_host import domain_digest
+    from planner.collect.run import domains_json
+    from planner.parse.host import domain_digest
 
     host_templates, guest_templates = _templates()
     tmp = root.with_name(root.name + ".building")
@@ -211,7 +211,7 @@ def build(root: Path, n: int, per_host: int, digests: bool = True) -> int:
 _CHILD = """\
 import json, resource, sys, time
 t0 = time.perf_counter()
-from planner.inventory import load
+from planner.snapshot.read import load
 inv = load(sys.argv[1])
 t = time.perf_counter() - t0
 print(json.dumps({"seconds": t, "hosts": len(inv.hosts), "guests": len(inv.domains()),

@@ -5,7 +5,7 @@ Run:  PYTHONPATH=. python benchmarks/bench_recommend.py [--hosts N] [--guests-pe
 
 ``--snapshot-hosts N`` instead writes a snapshot directory of N hosts (the hosts
 of fixtures/mixed-intel-generations, hard-linked round-robin) and times
-``planner.inventory.load`` + recommend end to end, as ``migplan recommend`` runs.
+``planner.snapshot.read.load`` + recommend end to end, as ``migplan recommend`` runs.
 
 Hosts: five CPU generations x two QEMU/libvirt versions (real host CPUs from
 the example cluster plus one from libvirt's test data), free memory varying
@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from planner.catalogs import default_catalog  # noqa: E402
+from planner.adapters.catalogs import default_catalog  # noqa: E402
 from planner.model import Disk, HostDev, Inventory  # noqa: E402
-from planner.report import build_report, iter_report_json, matrix_detail  # noqa: E402
+from planner.review.report import build_report, iter_report_json, matrix_detail  # noqa: E402
 from tests.builders import HOST_MODEL, custom_cpu, guest, host  # noqa: E402
 
 GENS = ("broadwell", "skylake", "cascadelake", "icelake")
@@ -77,7 +77,7 @@ def snapshot_run(n: int) -> None:
     import os
     import tempfile
 
-    from planner.inventory import load
+    from planner.snapshot.read import load
 
     src = Path(__file__).resolve().parent.parent / "fixtures" / "mixed-intel-generations"
     man = json.loads((src / "manifest.json").read_text())

@@ -1,6 +1,6 @@
 """The parsed inventory model: frozen dataclasses every command and notebook uses.
 
-Parsing (``planner.parse_host``/``planner.inventory``) fills these once, at the
+Parsing (``planner.parse.host``/``planner.snapshot.read``) fills these once, at the
 edge; nothing downstream sees XML.  ``None`` always means "the snapshot did not
 say" (a rule must then answer ``unknown``), never "zero" or "no".
 """
@@ -107,12 +107,83 @@ class Host:
     unusable_models: tuple[str, ...] | None = None  # domcapabilities custom models usable='no'
 
 
+# --- what Nova knows (snapshot's nova.json; absent for a plain libvirt fleet) ------------------
+
+
+@dataclass(frozen=True)
+class NovaInstance:
+    """A guest's ``<nova:instance>`` metadata in its domain XML (written by nova-compute)."""
+
+    uuid: str | None  # the server's UUID (libvirt's domain UUID equals it)
+    name: str | None  # the server's display name
+    flavor: str | None = None
+    flavor_memory_mib: int | None = None
+    flavor_vcpus: int | None = None
+    flavor_disk_gb: int | None = None
+    project_id: str | None = None
+    project_name: str | None = None
+    root_type: str | None = None  # "image" | "volume"
+
+
+@dataclass(frozen=True)
+class NovaService:
+    """One nova-compute service (``GET /os-services``)."""
+
+    host: str  # the compute's ``[DEFAULT] host``
+    zone: str | None = None  # availability zone
+    state: str | None = None  # "up" | "down"
+    status: str | None = None  # "enabled" | "disabled"
+    disabled_reason: str | None = None
+    forced_down: bool | None = None
+
+
+@dataclass(frozen=True)
+class NovaAggregate:
+    name: str
+    hosts: tuple[str, ...]
+    availability_zone: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()  # sorted (key, value)
+
+
+@dataclass(frozen=True)
+class NovaServer:
+    """One server (``GET /servers/detail?all_tenants``) with its flavor and image facts."""
+
+    id: str  # UUID
+    name: str
+    host: str | None  # OS-EXT-SRV-ATTR:host (compute service host)
+    instance_name: str | None  # OS-EXT-SRV-ATTR:instance_name = libvirt domain name
+    status: str | None = None  # ACTIVE, ERROR, MIGRATING, ...
+    vm_state: str | None = None
+    task_state: str | None = None
+    project_id: str | None = None
+    availability_zone: str | None = None
+    flavor_name: str | None = None
+    flavor_ram_mib: int | None = None
+    flavor_vcpus: int | None = None
+    flavor_disk_gb: int | None = None
+    extra_specs: tuple[tuple[str, str], ...] = ()  # sorted (key, value): hw:*, trait:*, pci_passthrough:alias
+    image_properties: tuple[tuple[str, str], ...] = ()  # sorted: hw_cpu_*, traits_required, ...
+
+
+@dataclass(frozen=True)
+class NovaFacts:
+    """Everything a snapshot's ``nova.json`` says (no credentials, never a token)."""
+
+    cloud: str | None = None  # the clouds.yaml entry it came from
+    compute_api_version: str | None = None
+    services: tuple[NovaService, ...] = ()
+    aggregates: tuple[NovaAggregate, ...] = ()
+    servers: tuple[NovaServer, ...] = ()
+
+
 @dataclass(frozen=True)
 class Inventory:
     hosts: tuple[Host, ...]
     collected_at: str | None = None
     source: str = ""
     errors: tuple[tuple[str, str], ...] = ()  # (host, error) for hosts not collected
+    nova: NovaFacts | None = None  # nova.json, when collected with --os-cloud
 
     def host(self, name: str) -> Host | None:
         for h in self.hosts:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from planner.catalogs import load_catalog  # noqa: E402
+from planner.adapters.catalogs import load_catalog  # noqa: E402
 
 
 def libvirt_version() -> str | None:

@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from planner import __version__  # noqa: E402
-from planner.catalogs import default_catalog  # noqa: E402
-from planner.collect import SNAPSHOT_FORMAT, write_host  # noqa: E402
+from planner.adapters.catalogs import default_catalog  # noqa: E402
+from planner.collect.run import SNAPSHOT_FORMAT, write_host  # noqa: E402
 from planner.cpu.engine import decode  # noqa: E402
 
 CAT = default_catalog()

@@ -1,4 +1,4 @@
-"""planner.analysis: the DataFrames match the snapshot files (read here with lxml) and the
+"""planner.review.analysis: the DataFrames match the snapshot files (read here with lxml) and the
 recommend/graph outputs they claim to show."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ pd = pytest.importorskip("pandas")
 from conftest import REPO  # noqa: E402
 from lxml import etree  # noqa: E402
 
-from planner import analysis as A  # noqa: E402
-from planner.catalogs import default_catalog  # noqa: E402
+from planner.adapters.catalogs import default_catalog  # noqa: E402
 from planner.errors import InputError  # noqa: E402
-from planner.recommend import recommend  # noqa: E402
-from planner.report import matrix  # noqa: E402
+from planner.recommend.cpu_config import recommend  # noqa: E402
+from planner.review import analysis as A  # noqa: E402
+from planner.review.report import matrix  # noqa: E402
 
 FIX = REPO / "fixtures"
 ALL_FIXTURES = sorted(p.name for p in FIX.iterdir() if (p / "hosts").is_dir())
@@ -318,7 +318,7 @@ def test_other_commands_do_not_import_pandas_or_matplotlib() -> None:
     code = ("import sys, planner.cli, planner.cli.cpu, planner.cli.recommend\n"
             "from planner.cli import COMMANDS\n"
             "import importlib; importlib.import_module(COMMANDS['report'].split(':')[0])\n"
-            "print(sorted(m for m in ('pandas', 'matplotlib', 'planner.analysis') "
+            "print(sorted(m for m in ('pandas', 'matplotlib', 'planner.review.analysis') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=str(REPO), check=True)

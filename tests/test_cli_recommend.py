@@ -185,9 +185,9 @@ def test_check_golden(guest, dest, code, update_golden):
 @pytest.mark.parametrize("scenario", FIXTURES)
 @pytest.mark.parametrize("detail", ["full", "classes"])
 def test_large_json_is_streamed_compact_with_the_same_content(scenario, detail, monkeypatch):
-    from planner import report
-    from planner.catalogs import default_catalog
-    from planner.inventory import load
+    from planner.adapters.catalogs import default_catalog
+    from planner.review import report
+    from planner.snapshot.read import load
 
     rep = report.build_report(load(REPO / "fixtures" / scenario), default_catalog())
     doc = report.report_json(rep, detail)

@@ -16,11 +16,11 @@ import libvirt
 import pytest
 from conftest import REPO, run_cli
 
-from planner import collect as collect_mod
-from planner.collect import collect
+from planner.collect import run as collect_mod
+from planner.collect.run import collect
+from planner.collect.sources import Target
 from planner.errors import HostError, UsageError
-from planner.hostsources import Target
-from planner.inventory import load
+from planner.snapshot.read import load
 
 TESTNODE = REPO / "tests" / "data" / "testnode.xml"
 TESTNODE_URI = f"test://{TESTNODE}"
@@ -265,7 +265,7 @@ def test_a_host_answering_garbage_fails_alone(tmp_path):
     def connect(uri):
         return libvirt_conn(uri) if uri.startswith("test:") else _Garbage(uri)
 
-    from planner.virt import connect as libvirt_conn
+    from planner.adapters.libvirt import connect as libvirt_conn
 
     res = collect([Target(TESTNODE_URI, "good"), Target("qemu+tcp://bad/system", "bad"),
                    Target("qemu+tcp://crash/system", "crash")], tmp_path / "snap",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from planner.inventory import load
+from planner.snapshot.read import load
 
 pytestmark = pytest.mark.lab
 

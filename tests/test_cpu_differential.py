@@ -33,7 +33,7 @@ from gen_clusters import (
 )
 from oracle import OracleMissing, PrivateOracle, TestDriverOracle, private_oracle
 
-from planner.catalogs import default_catalog
+from planner.adapters.catalogs import default_catalog
 from planner.cpu import engine
 from planner.cpu.catalog import Catalog
 

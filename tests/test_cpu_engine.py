@@ -15,12 +15,12 @@ import pytest
 from conftest import REPO, run_cli
 from gen_clusters import host_cpu_xml
 
-from planner.catalogs import default_catalog, load_catalog
+from planner.adapters.catalogs import default_catalog, load_catalog
 from planner.cpu.cpudef import CpuDef, CpuFeature
 from planner.cpu.engine import _feature_score, baseline, compare, decode, expand_features
 from planner.cpu.parse import parse_cpu_file
 from planner.errors import CpuError
-from planner.xmlsafe import parse_concatenated, parse_concatenated_chunks
+from planner.parse.xmlsafe import parse_concatenated, parse_concatenated_chunks
 
 LIBVIRT_CPU_MAP = Path("/usr/share/libvirt/cpu_map")
 

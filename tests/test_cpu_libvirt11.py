@@ -15,7 +15,7 @@ import oracle11
 import pytest
 from conftest import MODERN_CORPUS, REPO, run_cli
 
-from planner.catalogs import load_catalog
+from planner.adapters.catalogs import load_catalog
 
 CAT11 = REPO / "cpu_maps" / "x86-11.3.json"
 MODERN = sorted(MODERN_CORPUS.glob("*-host.xml"))

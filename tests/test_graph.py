@@ -5,11 +5,11 @@ from __future__ import annotations
 import networkx as nx
 from builders import custom_cpu, guest, host, inventory
 
-from planner.catalogs import default_catalog
-from planner.graph import analyze, guest_moves, host_graph, host_pairs
+from planner.adapters.catalogs import default_catalog
+from planner.assess.rules import FEASIBLE, Policy
 from planner.model import HostDev
-from planner.recommend import by_host, recommend, recommend_groups
-from planner.rules import FEASIBLE, Policy
+from planner.recommend.cpu_config import by_host, recommend, recommend_groups
+from planner.recommend.graph import analyze, guest_moves, host_graph, host_pairs
 
 CAT = default_catalog()
 NEW_MACHINES = ("pc-q35-8.0", "q35", "pc-q35-7.2", "pc-i440fx-7.2", "pc")
@@ -146,7 +146,7 @@ def test_guests_sharing_a_shape_and_size_get_answers_of_their_own():
 
 
 def test_shared_class_parts_equal_answers_computed_guest_by_guest(monkeypatch):
-    import planner.graph as G
+    import planner.recommend.graph as G
 
     hosts = [host(f"h{i}", "broadwell" if i % 2 else "skylake", mem_gib=64, free_gib=8 + i,
                   domains=(guest(f"g{i}", mem_gib=4 + i % 3), guest(f"big{i}", mem_gib=12),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from planner.errors import InputError
-from planner.groups import parse_groups
+from planner.recommend.groups import parse_groups
 
 
 def test_yaml_maps_aggregates_to_hosts():

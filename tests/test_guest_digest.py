@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from planner import inventory
-from planner.collect import domains_json
+from planner.collect.run import domains_json
 from planner.errors import InputError
-from planner.inventory import load
-from planner.parse_host import DIGEST_VERSION, domain_digest, domain_from_digest, parse_domain
+from planner.parse.host import DIGEST_VERSION, domain_digest, domain_from_digest, parse_domain
+from planner.snapshot import read as inventory
+from planner.snapshot.read import load
 
 # Written by scripts/make_fixtures.py through collect's writer.  lab-3-hosts was
 # captured from the lab by a collect that wrote no digests yet: kept so, as

@@ -115,7 +115,7 @@ def test_when_no_host_is_known_the_error_names_each_file_and_the_hint(tmp_path):
 def test_a_libvirt_11_host_among_libvirt_9_hosts_is_planned_in_models_all_know(tmp_path):
     """(issue 13 items 1, 3) A real Sapphire Rapids host as libvirt 11 describes it
     (Icelake-Server-v2 + features 9.0 has no name for) in a libvirt 9.0 fleet."""
-    from planner.catalogs import default_catalog
+    from planner.adapters.catalogs import default_catalog
 
     snap = _with_cn01(tmp_path, (MODERN_CORPUS / "x86_64-cpuid-Xeon-Bronze-3408U-host.xml")
                       .read_text())

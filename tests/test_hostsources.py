@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import run_cli
 
-from planner.errors import InputError, UsageError
-from planner.hostsources import (
+from planner.collect.sources import (
     Target,
     expand_pattern,
     from_uris,
@@ -15,6 +14,7 @@ from planner.hostsources import (
     redact_uri,
     uri_for,
 )
+from planner.errors import InputError, UsageError
 
 TPL = "qemu+ssh://root@{host}/system"
 

@@ -1,4 +1,4 @@
-"""planner.inventory.load: fixtures, hand-made snapshots, hostile and broken input."""
+"""planner.snapshot.read.load: fixtures, hand-made snapshots, hostile and broken input."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from conftest import REPO
 from lxml import etree
 
 from planner.errors import InputError
-from planner.inventory import load
+from planner.snapshot.read import load
 
 FIXTURES = REPO / "fixtures"
 FIXTURE_DIRS = sorted(p for p in FIXTURES.iterdir() if p.is_dir())

@@ -1,4 +1,4 @@
-"""The fast loader (planner.inventory) against the straightforward one it replaced.
+"""The fast loader (planner.snapshot.read) against the straightforward one it replaced.
 
 tests/reference/ holds the loader as it was before it was made fast: one
 document after another, a path lookup per field.  Both must build equal
@@ -17,9 +17,9 @@ import pytest
 from conftest import REPO
 from reference.inventory import load as reference_load
 
-from planner import inventory
 from planner.errors import InputError
-from planner.inventory import load
+from planner.snapshot import read as inventory
+from planner.snapshot.read import load
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import bench_inventory_load  # noqa: E402
@@ -100,7 +100,7 @@ def test_parallel_load_reports_the_first_error_as_the_reference_does(generated, 
 
 
 def test_capabilities_share_a_parse_only_when_they_differ_in_the_host_uuid_alone():
-    from planner.parse_host import CpuCache, _caps_key, build_host
+    from planner.parse.host import CpuCache, _caps_key, build_host
 
     caps = (REPO / "fixtures/numa-pinned-guests/hosts/numa-a/capabilities.xml").read_bytes()
     cache = CpuCache()

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from planner.catalogs import load_catalog
-from planner.drain import book, plan_drain, run_drain, summary_exit_code
+from planner.adapters.catalogs import load_catalog
+from planner.assess.rules import Policy
 from planner.errors import InfeasibleError, MigrationFailed, UsageError
-from planner.inventory import load
-from planner.migrate import (
+from planner.model import Domain, Host, NumaCell, PageSize
+from planner.plan.drain import book, plan_drain, run_drain, summary_exit_code
+from planner.plan.migration import (
     DiskCopy,
     GuestPresence,
     MigrateOptions,
@@ -30,8 +31,7 @@ from planner.migrate import (
     rules_preflight,
     verify,
 )
-from planner.model import Domain, Host, NumaCell, PageSize
-from planner.rules import Policy
+from planner.snapshot.read import load
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "lab-3-hosts"
 CATALOG = load_catalog(None)
@@ -329,7 +329,7 @@ def test_migrate_and_drain_planning_run_without_libvirt():
 
     repo = FIXTURE.parent.parent
     code = ("import sys; sys.modules['libvirt'] = None\n"
-            "import planner.migrate, planner.drain, planner.livestate\n"
+            "import planner.plan.migration, planner.plan.drain, planner.collect.live\n"
             "assert 'click' not in sys.modules\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo,
                        env={"PYTHONPATH": str(repo)}, timeout=120)
@@ -338,7 +338,7 @@ def test_migrate_and_drain_planning_run_without_libvirt():
 
 def test_fresh_state_is_parsed_like_a_snapshot_and_an_unreachable_host_is_an_error():
     # libvirt's built-in test driver stands in for a host (no daemon needed)
-    from planner.livestate import read_available
+    from planner.collect.live import read_available
 
     ok, bad = read_available({"t": "test:///default", "gone": "qemu+tcp://127.0.0.250/system"})
     host = ok["t"]

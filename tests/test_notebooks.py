@@ -88,7 +88,7 @@ def test_notebook_runs_and_shows_figures_and_tables(path: Path, fixture: str,
     assert len(images) >= 3, f"{path.name} on {fixture}: {len(images)} figures"
     assert len(tables) >= 3, f"{path.name} on {fixture}: {len(tables)} tables"
     # The snapshot came from MIGPLAN_SNAPSHOT: its hosts are in the tables.
-    from planner.inventory import load
+    from planner.snapshot.read import load
 
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     for host in load(REPO / "fixtures" / fixture).hosts:

@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO
 
 from planner.errors import InputError
-from planner.parse_host import caps_summary, parse_cpuset, parse_domain, parse_pool
+from planner.parse.host import caps_summary, parse_cpuset, parse_domain, parse_pool
 
 
 def test_cpusets_follow_libvirt_syntax():
@@ -79,11 +79,11 @@ def test_only_virt_imports_libvirt_and_the_core_runs_without_it():
                  if any(line.strip() in ("import libvirt", "from libvirt import")
                         or line.strip().startswith("from libvirt ")
                         for line in p.read_text().splitlines())]
-    assert importers == ["planner/virt.py"]
+    assert importers == ["planner/adapters/libvirt.py"]
     # Load a snapshot in an interpreter where libvirt cannot be imported.
     code = ("import sys; sys.modules['libvirt'] = None\n"
-            "from planner.inventory import load\n"
-            "import planner.collect, planner.hostsources, planner.parse_host\n"
+            "from planner.snapshot.read import load\n"
+            "import planner.collect.run, planner.collect.sources, planner.parse.host\n"
             "print(len(load('fixtures/storage-backends').hosts))\n"
             "assert 'click' not in sys.modules\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

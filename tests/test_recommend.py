@@ -10,14 +10,14 @@ import pytest
 from builders import cpus, host, with_signature
 from conftest import CORPUS
 
-from planner.catalogs import default_catalog
+from planner.adapters.catalogs import default_catalog
+from planner.assess.rules import Policy
 from planner.cpu.cpudef import CpuFeature
 from planner.cpu.engine import compare, cpu_mask
 from planner.cpu.parse import parse_cpu_file
 from planner.cpu.render import cpu_to_xml
 from planner.errors import CpuError, InputError
-from planner.recommend import guest_cpu_for, recommend, recommend_groups
-from planner.rules import Policy
+from planner.recommend.cpu_config import guest_cpu_for, recommend, recommend_groups
 
 CAT = default_catalog()
 GENS = ("broadwell", "skylake", "cascadelake", "icelake")
@@ -203,7 +203,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 @pytest.mark.oracle
 @pytest.mark.parametrize("scenario", sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()))
 def test_fixture_recommendation_equals_libvirt_baseline(conn, scenario):
-    from planner.inventory import load
+    from planner.snapshot.read import load
 
     inv = load(FIXTURES / scenario)
     for rec in recommend_groups(inv.hosts, None, CAT):

@@ -56,8 +56,8 @@ def test_report_help_has_an_example() -> None:
 
 
 def test_large_clusters_get_per_cpu_and_per_class_views() -> None:
-    from planner.analysis import load_report
-    from planner.html_report import render_html
+    from planner.review.analysis import load_report
+    from planner.review.html import render_html
 
     rep = load_report(FIX / "mixed-intel-generations")
     page = render_html(rep, max_host_rows=2)  # pretend 5 hosts are many

@@ -16,12 +16,12 @@ from builders import (
     with_signature,
 )
 
-from planner import rules
-from planner.catalogs import default_catalog
+from planner.adapters.catalogs import default_catalog
+from planner.assess import rules
+from planner.assess.rules import BLOCKED, OK, UNKNOWN, WARN, Policy
 from planner.cpu.cpudef import CpuFeature
 from planner.cpu.engine import compare
 from planner.model import Disk, HostDev, NumaCell, PageSize, StoragePool
-from planner.rules import BLOCKED, OK, UNKNOWN, WARN, Policy
 
 CAT = default_catalog()
 P = Policy()

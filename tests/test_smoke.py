@@ -1,4 +1,4 @@
-from planner.catalogs import default_catalog
+from planner.adapters.catalogs import default_catalog
 
 
 def test_catalog_is_stamped_with_the_libvirt_version_it_came_from():

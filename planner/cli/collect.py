@@ -7,9 +7,8 @@ import signal
 import click
 
 from planner.cli.output import emit, read_input, render_table
-from planner.collect import DEFAULT_TIMEOUT, DEFAULT_WORKERS, HostEvent, collect
-from planner.errors import InputError, UsageError
-from planner.hostsources import (
+from planner.collect.run import DEFAULT_TIMEOUT, DEFAULT_WORKERS, HostEvent, collect
+from planner.collect.sources import (
     DEFAULT_URI_TEMPLATE,
     Target,
     dedupe,
@@ -17,6 +16,7 @@ from planner.hostsources import (
     parse_ansible_inventory,
     parse_hosts_file,
 )
+from planner.errors import InputError, UsageError
 
 
 def _text(path: str) -> str:

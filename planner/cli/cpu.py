@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from planner.catalogs import load_catalog
+from planner.adapters.catalogs import load_catalog
 from planner.cli.output import (
     cpu_map_option,
     emit,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from planner.catalogs import default_catalog
+from planner.adapters.catalogs import default_catalog
 from planner.cli.output import emit, render_table
 from planner.cpu.engine import baseline, compare
 from planner.cpu.parse import parse_cpu_file
@@ -75,12 +75,12 @@ def demo(out: str, example: bool) -> None:
     if reason:
         _example_cluster(reason)
         return
-    from planner import report
-    from planner.collect import collect
-    from planner.hostsources import Target
-    from planner.inventory import load
+    from planner.assess.rules import Policy
+    from planner.collect.run import collect
+    from planner.collect.sources import Target
     from planner.lab import Lab
-    from planner.rules import Policy
+    from planner.review import report
+    from planner.snapshot.read import load
 
     lab = Lab()
     _say("demo: bringing the lab up (idempotent) ...")

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from planner.catalogs import load_catalog
+from planner.adapters.catalogs import load_catalog
+from planner.assess.rules import Policy
 from planner.cli.output import (
     cpu_map_option,
     emit,
@@ -20,7 +21,6 @@ from planner.cli.output import (
     render_table,
 )
 from planner.errors import InputError, UsageError
-from planner.rules import Policy
 
 
 def policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,7 +42,7 @@ def _policy(memory_reserve: int, cpu_ratio: float, no_block_migration: bool) -> 
 
 
 def _load(snapshot: str) -> Any:
-    from planner.inventory import load
+    from planner.snapshot.read import load
 
     inv = load(snapshot)
     # The inventory lives until exit: keep the collector from rescanning its
@@ -83,12 +83,12 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
       migplan recommend snapshots/today --groups aggregates.yaml --out nova-cpu/
       migplan recommend snapshots/today --format json | jq .recommendation
     """
-    from planner import report
+    from planner.review import report
 
     cat = load_catalog(cpu_map)
     groups = None
     if groups_file is not None:
-        from planner.groups import parse_groups
+        from planner.recommend.groups import parse_groups
 
         groups = parse_groups(read_input(groups_file), groups_file)
     inv = _load(snapshot)
@@ -116,7 +116,7 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
 
 
 def _write_out(d: Path, rep: Any, detail: str) -> None:
-    from planner import report
+    from planner.review import report
 
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -154,8 +154,8 @@ def check_cmd(guest: str, dest: str, snapshot: str, fmt: str, cpu_map: str | Non
       migplan check web-01 cn03 --snapshot snapshots/today
       migplan check web-01 cn03 --snapshot snapshots/today --format json
     """
-    from planner import report
-    from planner.rules import assess
+    from planner.assess.rules import assess
+    from planner.review import report
 
     cat = load_catalog(cpu_map)
     inv = _load(snapshot)

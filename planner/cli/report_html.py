@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from planner.catalogs import load_catalog
+from planner.adapters.catalogs import load_catalog
 from planner.cli.recommend import _policy, policy_options
 from planner.errors import InputError
 
@@ -36,8 +36,8 @@ def report_cmd(snapshot: str, out: str, max_models: int, cpu_map: str | None,
     import matplotlib
 
     matplotlib.use("Agg")  # this process only writes PNGs: never open a display
-    from planner.analysis import load_report
-    from planner.html_report import render_html
+    from planner.review.analysis import load_report
+    from planner.review.html import render_html
 
     if not Path(snapshot).is_dir():
         raise InputError(f"{snapshot}: no such snapshot directory")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from planner.errors import InputError
-from planner.xmlsafe import parse_document
+from planner.parse.xmlsafe import parse_document
 
 CPUID_REGS = ("eax", "ebx", "ecx", "edx")
 MSR_REGS = ("eax", "edx")

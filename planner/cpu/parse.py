@@ -14,7 +14,7 @@ from lxml import etree
 
 from planner.cpu.cpudef import MATCHES, MODES, POLICIES, CpuDef, CpuFeature
 from planner.errors import InputError
-from planner.xmlsafe import parse_concatenated_chunks, parse_concatenated_unique
+from planner.parse.xmlsafe import parse_concatenated_chunks, parse_concatenated_unique
 
 # The same places virsh's cpu-baseline/cpu-compare look (tools/virsh-host.c).
 CPU_XPATH = (

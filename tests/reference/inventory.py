@@ -1,4 +1,4 @@
-"""Reference copy of planner/inventory.py as of 7d96033 (before the fast loader).
+"""Reference copy of planner/snapshot/read.py as of 7d96033 (before the fast loader).
 
 One host after the other, every document parsed on its own; only
 tests/test_load_equivalence.py uses it.  Do not optimise this file.

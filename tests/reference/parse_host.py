@@ -1,4 +1,4 @@
-"""Reference copy of planner/parse_host.py as of 7d96033 (before the fast loader).
+"""Reference copy of planner/parse/host.py as of 7d96033 (before the fast loader).
 
 The straightforward parser the fast one in planner/ must agree with; only
 tests/test_load_equivalence.py uses it.  Do not optimise this file.
@@ -17,7 +17,7 @@ from planner.cpu.cpudef import CpuDef
 from planner.cpu.parse import parse_cpu_element
 from planner.errors import InputError
 from planner.model import Disk, Domain, Host, HostDev, NumaCell, PageSize, StoragePool
-from planner.xmlsafe import parse_document
+from planner.parse.xmlsafe import parse_document
 
 #: Pool types whose volumes every host of a cluster sees (a guest on them
 #: needs no storage copy), versus types that live on one host's disks.

@@ -1,6 +1,6 @@
 """Load an inventory snapshot directory into the model: ``load(path) -> Inventory``.
 
-Adapter: reads files, hands bytes to the pure parsers (``planner.parse_host``).
+Adapter: reads files, hands bytes to the pure parsers (``planner.parse.host``).
 Accepts what ``migplan collect`` writes and hand-made snapshots: only
 ``hosts/<name>/capabilities.xml`` is required; whatever else is absent is
 listed per host in ``Host.missing`` so the rules can answer "unknown".
@@ -8,9 +8,9 @@ Layout: docs/snapshot.md.
 
 Scale (issue 3 and 4: 10,000 hosts, 100,000 guests): guest XML is the bulk.
 A guest whose domains.json entry carries a digest matching its XML's bytes
-(``migplan collect`` writes them; ``planner.parse_host.domain_digest``) is
+(``migplan collect`` writes them; ``planner.parse.host.domain_digest``) is
 built from the digest; every other document is parsed in full (hardened,
-``planner.xmlsafe``); what
+``planner.parse.xmlsafe``); what
 repeats across hosts (host CPUs, domcapabilities, capabilities but for their
 UUID, guest ``<cpu>`` elements) is parsed once per load; above
 ``PARALLEL_MIN_HOSTS`` hosts, worker processes load chunks of hosts.
@@ -31,7 +31,7 @@ from typing import Any
 
 from planner.errors import InputError
 from planner.model import Domain, Host, Inventory, StoragePool
-from planner.parse_host import CpuCache, build_host, domain_from_digest, parse_domain, parse_pool
+from planner.parse.host import CpuCache, build_host, domain_from_digest, parse_domain, parse_pool
 
 MAX_FILE = 64 * 1024 * 1024
 

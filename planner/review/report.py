@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from planner.assess.rules import Assessment, Policy, Verdict
 from planner.cpu.catalog import Catalog
-from planner.graph import Analysis, GuestResult, guest_moves, host_pairs
 from planner.model import Inventory
-from planner.recommend import Recommendation
-from planner.rules import Assessment, Policy, Verdict
+from planner.recommend.cpu_config import Recommendation
+from planner.recommend.graph import Analysis, GuestResult, guest_moves, host_pairs
 
 SCHEMA_VERSION = 1
 Table = Callable[[Sequence[str], Sequence[Sequence[Any]]], str]
@@ -441,9 +441,9 @@ def build_report(inv: Inventory, cat: Catalog, policy: Policy | None = None,
     """Recommend (per aggregate when grouped) and analyse the whole inventory."""
     from dataclasses import replace
 
-    from planner.catalogs import harmonise
-    from planner.graph import analyze
-    from planner.recommend import by_host, recommend_groups
+    from planner.adapters.catalogs import harmonise
+    from planner.recommend.cpu_config import by_host, recommend_groups
+    from planner.recommend.graph import analyze
 
     policy = policy or Policy()
     hosts, notes = harmonise(inv.hosts, cat)

@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from planner.assess.rules import Policy
 from planner.cpu.catalog import Catalog
 from planner.cpu.cpudef import CpuDef, CpuFeature
 from planner.cpu.engine import QEMU_FILTERED_FEATURES, baseline, compare, cpu_mask
 from planner.errors import CpuError, InputError
 from planner.model import Host
-from planner.rules import Policy
 
 #: The architectures an x86 catalog describes (libvirt's cpu_map arch name="x86").
 X86_ARCHES = frozenset({"x86_64", "i686", "i386"})

@@ -1,8 +1,10 @@
 """The libvirt adapter: the ONLY module in migplan that imports ``libvirt``.
 
-Everything here returns raw data (XML strings exactly as libvirt gave them,
-numbers, names); parsing happens in ``planner.parse_host``.  Nothing here
-changes anything on a host: every call is a read.
+Two halves.  The reads (used by ``collect``) return raw data -- XML strings
+exactly as libvirt gave them, numbers, names; parsing happens in
+``planner.parse`` -- and change nothing on a host.  ``LibvirtMigrationDriver``
+(used by ``act``) is the one part that changes hosts: it runs and aborts
+live migrations and reports where a guest is.
 
 Connections are opened read-only.  libvirt refuses a few pure reads on a
 read-only connection -- ``virConnectGetDomainCapabilities`` is guarded by
@@ -21,9 +23,9 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from planner.collect.sources import redact_uri
 from planner.errors import HostError
-from planner.hostsources import redact_uri
-from planner.migrate import GuestPresence, MigrationPlan, Progress
+from planner.plan.migration import GuestPresence, MigrationPlan, Progress
 
 T = TypeVar("T")
 
@@ -32,22 +34,15 @@ T = TypeVar("T")
 KEEPALIVE_INTERVAL = 5
 KEEPALIVE_COUNT = 3
 
-
-#: A libvirt call failed; ``kind`` says how (see HostError).
-VirtError = HostError
-
-
 def _silence(_ctx: object, _err: object) -> None:
     # libvirt's default handler prints every error on stderr, even the ones we
     # expect and handle (a driver without domcapabilities, a vanished guest).
     return None
 
-
 libvirt.registerErrorHandler(_silence, None)
 
 _event_lock = threading.Lock()
 _event_started = False
-
 
 def _start_event_loop() -> None:
     """Keepalive needs libvirt's event loop running; start it once, in a daemon thread."""
@@ -64,7 +59,6 @@ def _start_event_loop() -> None:
         threading.Thread(target=run, name="libvirt-events", daemon=True).start()
         _event_started = True
 
-
 def _kind(err: libvirt.libvirtError) -> str:
     code = err.get_error_code()
     if code in (libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_AUTH_CANCELLED,
@@ -78,15 +72,8 @@ def _kind(err: libvirt.libvirtError) -> str:
         return "unreachable"
     return "error"
 
-
 def _message(err: libvirt.libvirtError) -> str:
     return (err.get_error_message() or str(err)).strip()
-
-
-def safe_uri(uri: str) -> str:
-    """The URI for messages: the password (user:secret@, password=/passwd=) redacted."""
-    return redact_uri(uri)
-
 
 @dataclass
 class Conn:
@@ -141,25 +128,22 @@ class Conn:
                 with contextlib.suppress(libvirt.libvirtError):
                     c.close()
 
-
 def _open(uri: str, readonly: bool) -> Any:
     _start_event_loop()
     try:
         conn = libvirt.openReadOnly(uri) if readonly else libvirt.open(uri)
     except libvirt.libvirtError as err:
-        raise VirtError(f"{safe_uri(uri)}: {_message(err)}", _kind(err)) from None
+        raise HostError(f"{redact_uri(uri)}: {_message(err)}", _kind(err)) from None
     if conn is None:  # older bindings returned None instead of raising
-        raise VirtError(f"{safe_uri(uri)}: cannot connect", "unreachable")
+        raise HostError(f"{redact_uri(uri)}: cannot connect", "unreachable")
     # Local drivers (test://, qemu:/// without a daemon) have no keepalive.
     with contextlib.suppress(libvirt.libvirtError):
         conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
     return conn
 
-
 def connect(uri: str) -> Conn:
-    """Open a read-only connection to ``uri`` (raises VirtError)."""
+    """Open a read-only connection to ``uri`` (raises HostError)."""
     return Conn(uri, _open(uri, readonly=True))
-
 
 @contextlib.contextmanager
 def connection(uri: str) -> Iterator[Conn]:
@@ -169,20 +153,16 @@ def connection(uri: str) -> Iterator[Conn]:
     finally:
         conn.close()
 
-
 def _call(what: str, fn: Callable[[], T]) -> T:
     try:
         return fn()
     except libvirt.libvirtError as err:
-        raise VirtError(f"{what}: {_message(err)}", _kind(err)) from None
-
+        raise HostError(f"{what}: {_message(err)}", _kind(err)) from None
 
 # --- raw reads -----------------------------------------------------------------------------
 
-
 def capabilities(conn: Conn) -> str:
     return str(_call("capabilities", conn.ro.getCapabilities))
-
 
 def domain_capabilities(conn: Conn, virttype: str | None = None, arch: str | None = None) -> str:
     """``virsh domcapabilities [--virttype T]``; read-write only when libvirt demands it."""
@@ -192,15 +172,13 @@ def domain_capabilities(conn: Conn, virttype: str | None = None, arch: str | Non
     what = f"domcapabilities ({virttype or 'default'})"
     try:
         return _call(what, lambda: get(conn.ro))
-    except VirtError as err:
+    except HostError as err:
         if err.kind != "denied":
             raise
     return _call(what, lambda: get(conn.rw()))
 
-
 def cpu_model_names(conn: Conn, arch: str) -> list[str]:
     return list(_call("CPU model names", lambda: conn.ro.getCPUModelNames(arch, 0)) or [])
-
 
 def node_info(conn: Conn) -> dict[str, Any]:
     """``virNodeGetInfo``: memory in KiB (libvirt's getInfo gives MiB)."""
@@ -209,16 +187,13 @@ def node_info(conn: Conn) -> dict[str, Any]:
     return {"model": model, "memory_kib": int(mem_mib) * 1024, "cpus": cpus, "mhz": mhz,
             "nodes": nodes, "sockets": sockets, "cores": cores, "threads": threads}
 
-
 def free_memory(conn: Conn) -> int:
     """Free memory of the whole host, bytes (virNodeGetFreeMemory)."""
     return int(_call("free memory", conn.ro.getFreeMemory))
 
-
 def cells_free_memory(conn: Conn, ncells: int) -> list[int]:
     """Free memory (bytes) of NUMA cells 0..ncells-1."""
     return [int(x) for x in _call("free memory", lambda: conn.ro.getCellsFreeMemory(0, ncells))]
-
 
 def free_pages(conn: Conn, page_sizes_kib: list[int], ncells: int) -> dict[int, dict[int, int]]:
     """Free pages per cell and page size (KiB): ``{cell: {size_kib: free}}``."""
@@ -226,7 +201,6 @@ def free_pages(conn: Conn, page_sizes_kib: list[int], ncells: int) -> dict[int, 
         return {}
     raw = _call("free pages", lambda: conn.ro.getFreePages(page_sizes_kib, 0, ncells, 0)) or {}
     return {int(c): {int(s): int(n) for s, n in v.items()} for c, v in raw.items()}
-
 
 def versions(conn: Conn) -> dict[str, Any]:
     """libvirt (of the daemon) and hypervisor versions as "major.minor.release"."""
@@ -238,16 +212,14 @@ def versions(conn: Conn) -> dict[str, Any]:
     hv = _call("hypervisor version", conn.ro.getVersion)
     return {"libvirt": fmt(lib), "hypervisor_type": hv_type, "hypervisor": fmt(hv) if hv else None}
 
-
 def hostname(conn: Conn) -> str:
     return str(_call("hostname", conn.ro.getHostname))
-
 
 def storage_pools(conn: Conn) -> list[dict[str, Any]]:
     """Every storage pool: name, raw XML, active, persistent.
 
     Whether a pool is shared is decided from its type when parsing
-    (``planner.parse_host.SHARED_POOL_TYPES``), not here.
+    (``planner.parse.host.SHARED_POOL_TYPES``), not here.
     """
     pools = []
     for p in _call("storage pools", lambda: conn.ro.listAllStoragePools(0)):
@@ -256,9 +228,8 @@ def storage_pools(conn: Conn) -> list[dict[str, Any]]:
                           "persistent": bool(p.isPersistent())})
         except libvirt.libvirtError as err:
             if err.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
-                raise VirtError(f"storage pool {p.name()}: {_message(err)}", _kind(err)) from None
+                raise HostError(f"storage pool {p.name()}: {_message(err)}", _kind(err)) from None
     return pools
-
 
 _STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "nostate",
@@ -270,7 +241,6 @@ _STATES = {
     libvirt.VIR_DOMAIN_CRASHED: "crashed",
     libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
 }
-
 
 def domains(conn: Conn) -> list[dict[str, Any]]:
     """Every guest, running and defined-inactive: name, uuid, state, persistent, live XML.
@@ -286,16 +256,14 @@ def domains(conn: Conn) -> list[dict[str, Any]]:
                         "persistent": bool(d.isPersistent()), "xml": d.XMLDesc(0)})
         except libvirt.libvirtError as err:
             if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise VirtError(f"guest {d.name()}: {_message(err)}", _kind(err)) from None
+                raise HostError(f"guest {d.name()}: {_message(err)}", _kind(err)) from None
     return out
 
-
-# ---- live migration (the libvirt side of planner.migrate) ------------------------------
-
+# ---- live migration (the libvirt side of planner.plan.migration) ------------------------------
 
 class LibvirtMigrationDriver:
     """Runs a planned migration through libvirt; never decides whether it worked
-    (``planner.migrate.verify`` asks both hosts)."""
+    (``planner.plan.migration.verify`` asks both hosts)."""
 
     poll_s = 0.25
     #: After an abort (Ctrl-C, timeout) how long to wait for libvirt to end the job
@@ -399,11 +367,9 @@ class LibvirtMigrationDriver:
                 with contextlib.suppress(libvirt.libvirtError):
                     c.close()
 
-
 def _try(fn: Callable[..., Any], *args: Any) -> None:
     with contextlib.suppress(libvirt.libvirtError):
         fn(*args)
-
 
 def _progress(dom: libvirt.virDomain, elapsed: float, phase: str) -> Progress:
     try:

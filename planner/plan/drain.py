@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from planner.errors import UsageError
-from planner.migrate import MIGRATABLE_STATES, REFUSED, Outcome, Preflight
 from planner.model import Domain, Host, NumaCell, PageSize
+from planner.plan.migration import MIGRATABLE_STATES, REFUSED, Outcome, Preflight
 
 Verdicts = tuple[tuple[str, str, str], ...]  # (verdict, code, message)
 

@@ -1,7 +1,7 @@
 """Host and guest XML (and the snapshot's JSON facts) to the inventory model.
 
 Pure: bytes and dicts in, frozen dataclasses out; no libvirt, no file paths.
-Every document goes through ``planner.xmlsafe.parse_document``; every
+Every document goes through ``planner.parse.xmlsafe.parse_document``; every
 ``<cpu>`` through ``planner.cpu.parse.parse_cpu_element``.  With a
 ``CpuCache`` (one per load), what repeats is parsed once: byte-identical
 ``<cpu>`` elements and domcapabilities, and capabilities documents that
@@ -22,7 +22,7 @@ from planner.cpu.cpudef import CpuDef
 from planner.cpu.parse import parse_cpu_element
 from planner.errors import InputError
 from planner.model import Disk, Domain, Host, HostDev, NumaCell, PageSize, StoragePool
-from planner.xmlsafe import check_document, parse_document
+from planner.parse.xmlsafe import check_document, parse_document
 
 #: Pool types whose volumes every host of a cluster sees (a guest on them
 #: needs no storage copy), versus types that live on one host's disks.

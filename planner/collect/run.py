@@ -1,7 +1,7 @@
 """Collect an inventory snapshot from many libvirt hosts, in parallel, atomically.
 
 I/O is injected: ``connect(uri)`` returns an object with the read methods of
-``planner.virt.Conn`` (the default opens a real libvirt connection), so tests
+``planner.adapters.libvirt.Conn`` (the default opens a real libvirt connection), so tests
 can hand in failures a real daemon cannot show.  Nothing here imports libvirt.
 
 The snapshot layout is described in docs/snapshot.md.  It is written into a
@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from planner import __version__
+from planner.collect.sources import Target, redact_uri, uri_host
 from planner.errors import HostError, InputError, MigplanError, PartialError, UsageError
-from planner.hostsources import Target, redact_uri, uri_host
-from planner.parse_host import caps_summary, domain_digest
+from planner.parse.host import caps_summary, domain_digest
 
 SNAPSHOT_FORMAT = "migplan-snapshot/1"
 DEFAULT_TIMEOUT = 60.0
@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 
 class HostConn(Protocol):
-    """The reads collect makes on one host (``planner.virt.Conn`` is the real one)."""
+    """The reads collect makes on one host (``planner.adapters.libvirt.Conn`` is the real one)."""
 
     def capabilities(self) -> str: ...
     def domain_capabilities(self, virttype: str | None = None, arch: str | None = None) -> str: ...
@@ -113,7 +113,9 @@ class CollectResult:
 
 
 def default_connect(uri: str) -> HostConn:
-    from planner import virt  # the one module that imports libvirt, loaded only to collect
+    from planner.adapters import (
+        libvirt as virt,  # the one module that imports libvirt, loaded only to collect
+    )
 
     return virt.connect(uri)
 

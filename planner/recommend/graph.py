@@ -27,11 +27,7 @@ from typing import Any
 
 import networkx as nx
 
-from planner.cpu.catalog import Catalog
-from planner.cpu.cpudef import CpuDef
-from planner.model import Domain, Host, Inventory
-from planner.recommend import Recommendation, cpu_key
-from planner.rules import (
+from planner.assess.rules import (
     BLOCKED,
     CAPACITY_RULES,
     CLASS_RULES,
@@ -46,6 +42,10 @@ from planner.rules import (
     parse_version,
     worst,
 )
+from planner.cpu.catalog import Catalog
+from planner.cpu.cpudef import CpuDef
+from planner.model import Domain, Host, Inventory
+from planner.recommend.cpu_config import Recommendation, cpu_key
 
 #: Capacity is checked on at most this many of the roomiest hosts per class.
 CAPACITY_CANDIDATES = 3

@@ -6,7 +6,7 @@ with private ``/etc/libvirt``, ``/run/libvirt``, ``/var/lib/libvirt``,
 state directory, listening on ``qemu+tcp://127.0.0.N/system``.  Every host
 starts small diskless QEMU guests of varied shape.
 
-Guests are driven through ``virsh`` subprocesses: only ``planner.virt`` may
+Guests are driven through ``virsh`` subprocesses: only ``planner.adapters.libvirt`` may
 import libvirt.  Everything the lab owns lives under one state directory;
 ``down()`` stops what ``up()`` started and removes that state.
 """

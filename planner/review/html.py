@@ -1,8 +1,8 @@
 """The capacity review as one self-contained HTML page (tables, PNG plots inlined as base64).
 
 The same content as notebooks/capacity_review.ipynb, for people who do not run
-Jupyter: ``migplan report SNAPSHOT --out DIR``.  Builds on ``planner.analysis``
-and ``planner.plots``; writes nothing itself (the CLI writes the file).
+Jupyter: ``migplan report SNAPSHOT --out DIR``.  Builds on ``planner.review.analysis``
+and ``planner.review.plots``; writes nothing itself (the CLI writes the file).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import html
 import io
 from typing import Any
 
-from planner.report import Report
+from planner.review.report import Report
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
@@ -26,7 +26,7 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 
 
 def _png(fig: Any) -> str:
-    from planner import plots
+    from planner.review import plots
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
@@ -46,12 +46,12 @@ def _table(df: Any) -> str:
 
 
 def render_html(rep: Report, max_models: int = 20, max_host_rows: int = 40) -> str:
-    """The capacity review of ``rep`` (``planner.analysis.load_report``) as an HTML page.
+    """The capacity review of ``rep`` (``planner.review.analysis.load_report``) as an HTML page.
 
     Above ``max_host_rows`` hosts, plots show one row per distinct CPU / host
     class instead of per host (and the per-guest heatmap is left out)."""
-    from planner import analysis as A
-    from planner import plots as P
+    from planner.review import analysis as A
+    from planner.review import plots as P
 
     esc = html.escape
     inv, an = rep.inv, rep.analysis
@@ -82,7 +82,7 @@ def render_html(rep: Report, max_models: int = 20, max_host_rows: int = 40) -> s
         add(_table(hosts))
     else:
         add("<p class='note'>Per CPU model (the per-host table: "
-            "<code>planner.analysis.hosts_frame</code> or the notebook).</p>")
+            "<code>planner.review.analysis.hosts_frame</code> or the notebook).</p>")
         add(_table(hosts.groupby(["vendor", "cpu_model"], dropna=False).agg(
             hosts=("cpus", "size"), cpus=("cpus", "sum"), memory_gib=("memory_gib", "sum"),
             free_memory_gib=("free_memory_gib", "sum"), guests=("guests", "sum"),

@@ -5,7 +5,7 @@ a snapshot taken earlier.  The reads are exactly collect's (``collect.read_host`
 and the parsing exactly the snapshot loader's (``parse_host``), so the rules see
 the same model as ``migplan check`` -- only nothing is written to disk.
 
-I/O is injected: ``connect(uri)`` returns an object with ``planner.virt.Conn``'s
+I/O is injected: ``connect(uri)`` returns an object with ``planner.adapters.libvirt.Conn``'s
 read methods.  Nothing here imports libvirt.
 """
 
@@ -16,17 +16,17 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from planner.collect import HostConn, read_host
-from planner.hostsources import redact_uri
-from planner.inventory import MISSING
+from planner.collect.run import HostConn, read_host
+from planner.collect.sources import redact_uri
 from planner.model import Domain, Host, StoragePool
-from planner.parse_host import build_host, parse_domain, parse_pool
+from planner.parse.host import build_host, parse_domain, parse_pool
+from planner.snapshot.read import MISSING
 
 Connect = Callable[[str], HostConn]
 
 
 def default_connect(uri: str) -> HostConn:
-    from planner import virt  # the one module that imports libvirt
+    from planner.adapters import libvirt as virt  # the one module that imports libvirt
 
     return virt.connect(uri)
 

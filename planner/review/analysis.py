@@ -1,9 +1,9 @@
 """Analysis API for notebooks and the HTML capacity review: the model as pandas DataFrames.
 
 Everything here reads what the rest of migplan already computed: the
-inventory (``planner.inventory.load``), the recommendation and the
-feasibility graph (``planner.report.build_report``, which runs
-``planner.recommend`` and ``planner.graph``).  Verdicts are taken from the
+inventory (``planner.snapshot.read.load``), the recommendation and the
+feasibility graph (``planner.review.report.build_report``, which runs
+``planner.recommend.cpu_config`` and ``planner.recommend.graph``).  Verdicts are taken from the
 graph's edges, never recomputed.  The one new computation is capacity per
 candidate CPU model, done with the CPU engine's ``compare`` (libvirt's rules)
 or the hosts' domcapabilities ``usable`` flags.
@@ -23,17 +23,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from planner.catalogs import default_catalog
+from planner.adapters.catalogs import default_catalog
+from planner.assess.rules import (  # disk_locality: re-exported for the notebooks
+    Policy,
+    disk_locality,
+)
 from planner.cpu.catalog import Catalog
 from planner.cpu.cpudef import CpuDef
 from planner.cpu.engine import compare, cpu_mask
 from planner.errors import InputError
-from planner.graph import Analysis, host_graph
-from planner.inventory import load
 from planner.model import Host, Inventory
-from planner.recommend import Recommendation, catalog_gap, cpu_key
-from planner.report import Report, build_report
-from planner.rules import Policy, disk_locality  # disk_locality: re-exported for the notebooks
+from planner.recommend.cpu_config import Recommendation, catalog_gap, cpu_key
+from planner.recommend.graph import Analysis, host_graph
+from planner.review.report import Report, build_report
+from planner.snapshot.read import load
 
 KIB_PER_GIB = 1024 * 1024
 #: Verdicts in heatmap order (0 best .. 3 worst); "-" is a host against itself.
@@ -78,7 +81,7 @@ def resolve_snapshot(snapshot: str | Path | None = None, *, env: Mapping[str, st
     p = Path(chosen).expanduser()
     if p.is_dir():
         return p.resolve()
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     for cand in (repo / chosen, repo / "fixtures" / chosen):
         if cand.is_dir():
             return cand.resolve()
@@ -280,7 +283,7 @@ def feasibility_matrix(an: Analysis, hosts: Sequence[str] | None = None, *,
                        by: str = "host") -> pd.DataFrame:
     """Source host x destination host: the verdict of the graph's edge for a new guest
     started under the recommended CPU settings ("ok", "warn", "unknown", "blocked";
-    "-" on the diagonal).  Read from ``planner.graph.host_graph``, not recomputed.
+    "-" on the diagonal).  Read from ``planner.recommend.graph.host_graph``, not recomputed.
 
     ``by="class"``: host class x host class (``class_label``), the graph's own
     edges, bounded for any cluster size; "-" where a class of one host meets
@@ -471,12 +474,12 @@ class WhatIfResult:
 
 
 def what_if(rep: Report, retire: Iterable[str] = (), add: Iterable[Host] = ()) -> WhatIfResult:
-    """Retire hosts and/or add hosts, recommend again (planner.recommend, same policy,
+    """Retire hosts and/or add hosts, recommend again (planner.recommend.cpu_config, same policy,
     catalog and groups) and compare: baseline, features gained/lost, matrix change.
 
     Guests of retired hosts are dropped with them (they would move elsewhere
     first: see the drain plan).  The matrix change is per host pair (hosts
-    squared, like ``planner.graph.host_graph``): for small and mid-size clusters.  Added hosts get no aggregate with ``groups``
+    squared, like ``planner.recommend.graph.host_graph``): for small and mid-size clusters.  Added hosts get no aggregate with ``groups``
     unless they are in it under their new name.
     """
     retire = list(retire)

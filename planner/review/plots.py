@@ -1,4 +1,4 @@
-"""matplotlib figures of the analysis frames (``planner.analysis``), shared by the
+"""matplotlib figures of the analysis frames (``planner.review.analysis``), shared by the
 notebooks and ``migplan report``.
 
 Each function takes a DataFrame and returns a ``matplotlib.figure.Figure``
@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from planner.analysis import VERDICT_ORDER, verdict_codes
+from planner.review.analysis import VERDICT_ORDER, verdict_codes
 
 #: ok, warn, unknown, blocked
 VERDICT_COLORS = ("#4caf50", "#ffc107", "#9e9e9e", "#e53935")

@@ -1,7 +1,7 @@
 """Live migration orchestration: plan, pre-flight, execute, verify.
 
 Pure orchestration over an injected ``MigrationDriver`` (implemented on top of
-libvirt in ``planner.virt``), so the safety logic -- never lose a guest -- reads
+libvirt in ``planner.adapters.libvirt``), so the safety logic -- never lose a guest -- reads
 in one place and the libvirt calls stay in the one module that imports libvirt.
 
 The rule: a migration ends with the guest running and persistent on the
@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from planner.collect.sources import uri_host
 from planner.errors import HostError, InfeasibleError, MigplanError, MigrationFailed, UsageError
-from planner.hostsources import uri_host
 from planner.model import Domain, Host
 
 #: Pre-flight verdicts that refuse a move unless forced.
@@ -282,13 +282,13 @@ def verify(
 
 #: ``preflight(guest, source, destination)`` -> [(verdict, code, message)], every rule's answer.
 Preflight = Callable[[Domain, Host, Host], Sequence[tuple[str, str, str]]]
-#: ``read({name: uri})`` -> {name: Host}: the hosts' state now (``planner.livestate``).
+#: ``read({name: uri})`` -> {name: Host}: the hosts' state now (``planner.collect.live``).
 ReadHosts = Callable[[Mapping[str, str]], Mapping[str, Host]]
 
 
 def rules_preflight(policy: Any, catalog: Any) -> Preflight:
-    """The pre-flight of ``migplan check``: every rule of ``planner.rules``."""
-    from planner.rules import assess
+    """The pre-flight of ``migplan check``: every rule of ``planner.assess.rules``."""
+    from planner.assess.rules import assess
 
     def run(g: Domain, src: Host, dst: Host) -> list[tuple[str, str, str]]:
         return [(v.status, v.code, v.message) for v in assess(g, src, dst, policy, catalog).verdicts]
@@ -353,7 +353,7 @@ def find_source(guest: str, dest: tuple[str, str], hosts: Mapping[str, str],
 
 def local_disks(g: Domain, src: Host) -> list[DiskCopy]:
     """Writable disks local to the source: what --copy-storage has to copy."""
-    from planner.rules import disk_locality
+    from planner.assess.rules import disk_locality
 
     out = []
     for d in g.disks:

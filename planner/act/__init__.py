@@ -1,0 +1,6 @@
+"""Stage *act*: run a plan through a driver, then ask both hosts where the guest is.
+
+``migrate`` runs one ``MigrationPlan`` and verifies it (the never-lose-a-guest rule lives
+here); ``drain`` runs a ``DrainPlan`` wave by wave.  The driver (libvirt today) is injected:
+this stage imports no adapter.
+"""
