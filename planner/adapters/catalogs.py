@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from planner.cpu.catalog import Catalog, load_json_text
+from planner.cpu.cpudef import CpuDef
 from planner.errors import InputError
 from planner.model import Host
 
@@ -84,8 +85,18 @@ def harmonise(hosts: Sequence[Host], cat: Catalog) -> tuple[list[Host], dict[str
     out: list[Host] = []
     notes: dict[str, str] = {}
     others = [v for v in SHIPPED if v + ".0" != (cat.libvirt_version or "")]
+    known: dict[int, bool] = {}  # by CpuDef identity: hosts share parsed CPUs
+
+    def knows_once(cpu: CpuDef | None) -> bool:
+        if cpu is None:
+            return True
+        k = known.get(id(cpu))
+        if k is None:
+            k = known[id(cpu)] = knows(cpu, cat)
+        return k
+
     for h in hosts:
-        if knows(h.cpu, cat) and (h.host_model is None or knows(h.host_model, cat)):
+        if knows_once(h.cpu) and knows_once(h.host_model):
             out.append(h)
             continue
         for v in others:
