@@ -14,22 +14,21 @@ from pathlib import Path
 
 import pytest
 
+from planner.act.drain import run_drain, summary_exit_code
+from planner.act.migrate import Outcome, execute, verify
 from planner.adapters.catalogs import load_catalog
 from planner.assess.rules import Policy
 from planner.errors import InfeasibleError, MigrationFailed, UsageError
 from planner.model import Domain, Host, NumaCell, PageSize
-from planner.plan.drain import book, plan_drain, run_drain, summary_exit_code
+from planner.plan.drain import book, plan_drain
 from planner.plan.migration import (
     DiskCopy,
     GuestPresence,
     MigrateOptions,
-    Outcome,
-    execute,
     find_source,
     make_plan,
     prepare,
     rules_preflight,
-    verify,
 )
 from planner.snapshot.read import load
 

@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from planner.act.migrate import Progress
 from planner.collect.sources import redact_uri
 from planner.errors import HostError
-from planner.plan.migration import GuestPresence, MigrationPlan, Progress
+from planner.plan.migration import GuestPresence, MigrationPlan
 
 T = TypeVar("T")
 
@@ -259,11 +260,11 @@ def domains(conn: Conn) -> list[dict[str, Any]]:
                 raise HostError(f"guest {d.name()}: {_message(err)}", _kind(err)) from None
     return out
 
-# ---- live migration (the libvirt side of planner.plan.migration) ------------------------------
+# ---- live migration (the libvirt side of planner.act.migrate) ---------------------------------
 
 class LibvirtMigrationDriver:
     """Runs a planned migration through libvirt; never decides whether it worked
-    (``planner.plan.migration.verify`` asks both hosts)."""
+    (``planner.act.migrate.verify`` asks both hosts)."""
 
     poll_s = 0.25
     #: After an abort (Ctrl-C, timeout) how long to wait for libvirt to end the job

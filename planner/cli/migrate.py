@@ -203,10 +203,11 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
       migplan migrate lab1-vm1 lab2 --lab --bandwidth 100 --timeout 60
       migplan migrate vm1 qemu+tcp://10.0.0.7/system --source qemu+tcp://10.0.0.5/system
     """
+    from planner.act.migrate import execute
     from planner.adapters.catalogs import load_catalog
     from planner.adapters.libvirt import LibvirtMigrationDriver
     from planner.collect import live as livestate
-    from planner.plan.migration import MigrateOptions, execute, prepare, rules_preflight
+    from planner.plan.migration import MigrateOptions, prepare, rules_preflight
 
     opts = MigrateOptions(copy_storage=copy_storage, bandwidth_mib=bandwidth,
                           max_downtime_ms=max_downtime, auto_converge=auto_converge,
@@ -299,19 +300,14 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_paralle
       migplan drain cn02 --snapshot snap
       migplan drain lab1 --lab --execute --max-parallel 2
     """
+    from planner.act.drain import run_drain, summary_exit_code
+    from planner.act.migrate import Outcome, execute
     from planner.adapters.catalogs import load_catalog
     from planner.adapters.libvirt import LibvirtMigrationDriver
     from planner.collect import live as livestate
     from planner.errors import InfeasibleError
-    from planner.plan.drain import plan_drain, run_drain, summary_exit_code
-    from planner.plan.migration import (
-        MigrateOptions,
-        Outcome,
-        execute,
-        prepare,
-        resolve_host,
-        rules_preflight,
-    )
+    from planner.plan.drain import plan_drain
+    from planner.plan.migration import MigrateOptions, prepare, resolve_host, rules_preflight
 
     hosts = known_hosts(lab, snapshot)
     if not hosts:

@@ -25,15 +25,13 @@ what an operator least expects -- and it is what ``verify`` checks for.
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from planner.errors import UsageError
 from planner.model import Domain, Host, NumaCell, PageSize
-from planner.plan.migration import MIGRATABLE_STATES, REFUSED, Outcome, Preflight
+from planner.plan.migration import MIGRATABLE_STATES, REFUSED, Preflight
 
 Verdicts = tuple[tuple[str, str, str], ...]  # (verdict, code, message)
 
@@ -184,58 +182,3 @@ def plan_drain(host: str, hosts: Mapping[str, Host], preflight: Preflight,
         assignments.append(Assignment(g.name, name, len(assignments) // max_parallel + 1,
                                       g.memory_kib, g.vcpus, g.persistent is False, reasons))
     return DrainPlan(host, max_parallel, tuple(assignments), tuple(stuck), not_running)
-
-
-@dataclass(frozen=True)
-class DrainResult:
-    plan: DrainPlan
-    outcomes: tuple[Outcome, ...]
-    not_started: tuple[str, ...]  # guests of waves never started (stopped)
-
-    @property
-    def migrated(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.ok]
-
-    @property
-    def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if not o.ok]
-
-
-def run_drain(plan: DrainPlan, migrate_one: Callable[[Assignment, threading.Event], Outcome],
-              *, stop: threading.Event | None = None,
-              on_result: Callable[[Outcome], None] = lambda o: None) -> DrainResult:
-    """Run the plan wave by wave; a wave's moves side by side, the next wave after it.
-
-    ``migrate_one`` pre-flights on fresh state, migrates and verifies one guest,
-    returning its Outcome (never raising for a failed or refused move).  After
-    ``stop`` is set (Ctrl-C), running jobs are aborted by ``migrate_one`` and no
-    further wave starts.
-    """
-    stop = stop or threading.Event()
-    outcomes: list[Outcome] = []
-    not_started: list[str] = []
-    for wave in plan.waves:
-        if stop.is_set():
-            not_started += [a.guest for a in wave]
-            continue
-        with ThreadPoolExecutor(max_workers=len(wave)) as pool:
-            futures = [pool.submit(migrate_one, a, stop) for a in wave]
-            for f in futures:
-                while True:
-                    try:
-                        o = f.result()
-                        break
-                    except KeyboardInterrupt:
-                        # Ctrl-C: the running jobs see ``stop`` and abort; wait for them
-                        stop.set()
-                outcomes.append(o)
-                on_result(o)
-    return DrainResult(plan, tuple(outcomes), tuple(not_started))
-
-
-def summary_exit_code(result: DrainResult | None, plan: DrainPlan) -> int:
-    """4 when a migration failed (guest still on the host), 3 when guests cannot move."""
-    if result is not None and (result.failed or result.not_started):
-        return 4
-    return 0 if plan.complete else 3
-
