@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-CORPUS = SHARED / "corpus" / "libvirt-cputestdata"
+# Real CPU data from libvirt's test suite, copied into the repository (origin in its READMEs).
+CPUTESTDATA = REPO / "tests" / "data" / "cputestdata"
+CORPUS = CPUTESTDATA / "classic"
+MODERN_CORPUS = CPUTESTDATA / "modern"
 
 
 def run_cli(*args: str, input: bytes | None = None, timeout: float = 300,

@@ -5,7 +5,7 @@
 * migratable baseline and compare: libvirt's CPU driver through its private
   symbols (tests/oracle.py), skipped with the reason on another libvirt;
 * seeded random clusters (tests/gen_clusters.py) and the real CPUs of
-  ../shared/corpus (skipped when absent);
+  tests/data/cputestdata/classic (libvirt's own test data, copied with its origin);
 * a few end-to-end runs of the CLI against ``virsh`` itself.
 
 Every check reports the number of cases it ran; a difference names the seed
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import differential
 import pytest
-from conftest import REPO, run_cli
+from conftest import CORPUS, run_cli
 from differential import Report, check_baselines, check_compare, mp_baseline
 from gen_clusters import (
     COMPARE_HOSTS,
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.oracle
 
 N_CLUSTERS = 320
 N_PAIRS = 600
-CORPUS_ROOT = Path(REPO).parent / "shared" / "corpus"
+CORPUS_ROOT = CORPUS
 
 
 @pytest.fixture(scope="module", autouse=True)

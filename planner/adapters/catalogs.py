@@ -8,11 +8,15 @@ libvirt cpu_map directory (``index.xml``) or a directory holding ``x86.json``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 from planner.cpu.catalog import Catalog, load_json_text
+from planner.cpu.cpudef import CpuDef
 from planner.errors import InputError
+from planner.model import Host
 
 MAX_MAP_FILE = 16 * 1024 * 1024
 
@@ -23,9 +27,22 @@ def default_catalog() -> Catalog:
     return load_json_text(text, "cpu_maps/x86.json")
 
 
+#: Shipped catalogs by libvirt version: ``--cpu-map 11.3`` (cpu_maps/x86-11.3.json).
+SHIPPED = {"9.0": "x86.json", "11.3": "x86-11.3.json"}
+
+
+@functools.lru_cache(maxsize=4)
+def shipped_catalog(version: str) -> Catalog:
+    name = SHIPPED[version]
+    text = resources.files("cpu_maps").joinpath(name).read_text(encoding="utf-8")
+    return load_json_text(text, f"cpu_maps/{name}")
+
+
 def load_catalog(cpu_map: str | Path | None) -> Catalog:
     if cpu_map is None:
         return default_catalog()
+    if isinstance(cpu_map, str) and cpu_map in SHIPPED and not Path(cpu_map).exists():
+        return default_catalog() if cpu_map == "9.0" else shipped_catalog(cpu_map)
     path = Path(cpu_map)
     if path.is_file() and path.suffix == ".json":
         return load_json_text(_read(path), str(path))
@@ -52,3 +69,52 @@ def _read(path: Path) -> str:
     if len(data) > MAX_MAP_FILE * 4:
         raise InputError(f"{path}: too large for a CPU catalog")
     return data.decode("utf-8", errors="replace")
+
+
+def harmonise(hosts: Sequence[Host], cat: Catalog) -> tuple[list[Host], dict[str, str]]:
+    """Hosts whose CPU is named in another shipped libvirt's vocabulary (a libvirt 11
+    host's ``Icelake-Server-v2``), re-described in ``cat``'s names; with a note per host.
+
+    A mixed-version snapshot is the normal state of a cloud during an upgrade: the
+    plan must use models every host's libvirt knows, so each CPU is read with the
+    catalog that knows its names and planned in ``cat``'s.  Hosts no shipped catalog
+    knows are left as they are (the recommendation reports them unknown).
+    """
+    from planner.cpu.vocabulary import knows, translate
+
+    out: list[Host] = []
+    notes: dict[str, str] = {}
+    others = [v for v in SHIPPED if v + ".0" != (cat.libvirt_version or "")]
+    known: dict[int, bool] = {}  # by CpuDef identity: hosts share parsed CPUs
+
+    def knows_once(cpu: CpuDef | None) -> bool:
+        if cpu is None:
+            return True
+        k = known.get(id(cpu))
+        if k is None:
+            k = known[id(cpu)] = knows(cpu, cat)
+        return k
+
+    for h in hosts:
+        if knows_once(h.cpu) and knows_once(h.host_model):
+            out.append(h)
+            continue
+        for v in others:
+            src = shipped_catalog(v) if v != "9.0" else default_catalog()
+            t = translate(h.cpu, src, cat)
+            if t is None:
+                continue
+            hm = translate(h.host_model, src, cat) if h.host_model is not None else None
+            out.append(replace(h, cpu=t.cpu, host_model=hm.cpu if hm is not None else None))
+            lost = (f"; features libvirt {cat.libvirt_version} cannot name are left out "
+                    f"({len(t.unnamed)}: {', '.join(t.unnamed[:6])}"
+                    + (", ..." if len(t.unnamed) > 6 else "") + ")") if t.unnamed else ""
+            notes[h.name] = (
+                f"{h.name}: hosts/{h.name}/capabilities.xml names its CPU {t.was} in libvirt "
+                f"{src.libvirt_version}'s vocabulary: read with that cpu_map and planned in "
+                f"libvirt {cat.libvirt_version}'s models ({t.cpu.model}), which every host's "
+                f"libvirt knows{lost}.")
+            break
+        else:
+            out.append(h)
+    return out, notes

@@ -27,8 +27,9 @@ def format_option(*choices: str, default: str | None = None) -> Callable[[Any], 
 
 cpu_map_option = click.option(
     "--cpu-map", "cpu_map", metavar="DIR", default=None,
-    help="Load CPU models from this libvirt cpu_map directory (e.g. /usr/share/libvirt/cpu_map) "
-         "instead of migplan's catalog (generated from libvirt 9.0).",
+    help="Load CPU models from this libvirt cpu_map directory (e.g. a host's "
+         "/usr/share/libvirt/cpu_map, libvirt 8.0 to 11.x) instead of migplan's catalog "
+         "(generated from libvirt 9.0); 11.3 selects the shipped libvirt 11.3 catalog.",
 )
 
 

@@ -286,7 +286,9 @@ class _LibvirtMapLoader:
         if arch is None:
             raise InputError(f"{self.source}/index.xml: cannot find CPU map for x86 architecture")
         self._load_elements(arch, f"{self.source}/index.xml")
-        for inc in arch.findall("include"):
+        # libvirt >= 10 nests the includes in <group name='...'> elements (cpu_map.c
+        # loads groups recursively); earlier ones list them directly: document order.
+        for inc in arch.iter("include"):
             name = inc.get("filename")
             if not name or "/" in name or name.startswith("."):
                 raise InputError(f"{self.source}/index.xml: bad include filename {name!r}")

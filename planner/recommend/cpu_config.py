@@ -12,7 +12,7 @@ it with libvirt itself.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from planner.assess.rules import Policy
 from planner.cpu.catalog import Catalog
@@ -20,6 +20,68 @@ from planner.cpu.cpudef import CpuDef, CpuFeature
 from planner.cpu.engine import QEMU_FILTERED_FEATURES, baseline, compare, cpu_mask
 from planner.errors import CpuError, InputError
 from planner.model import Host
+
+#: The architectures an x86 catalog describes (libvirt's cpu_map arch name="x86").
+X86_ARCHES = frozenset({"x86_64", "i686", "i386"})
+
+CPU_MAP_HINT = ("pass that host's own cpu_map with --cpu-map DIR (a copy of its "
+                "/usr/share/libvirt/cpu_map), or --cpu-map 11.3 when every host runs libvirt 11")
+
+
+@dataclass(frozen=True)
+class UnknownHost:
+    """A host the catalog cannot describe: left out of the plan, reported, never fatal."""
+
+    host: str
+    file: str  # the snapshot file that names it (relative to the snapshot)
+    what: str  # "CPU model GraniteRapids", "CPU feature cet-ss", "architecture aarch64"...
+
+    def message(self, cat: Catalog) -> str:
+        ver = f" (libvirt {cat.libvirt_version})" if cat.libvirt_version else ""
+        return (f"{self.host}: {self.file}: {self.what} is unknown to migplan's CPU "
+                f"catalog{ver}: the host is left out of this plan; {CPU_MAP_HINT}.")
+
+
+def catalog_gap(h: Host, cat: Catalog) -> UnknownHost | None:
+    """What of a host's CPU the catalog does not know (None: it knows all of it).
+
+    Checks the architecture, vendor, model and every feature of the host CPU
+    (capabilities.xml) and of its host-model CPU (domcapabilities.xml).
+    """
+    caps = f"hosts/{h.name}/capabilities.xml"
+    if h.arch not in X86_ARCHES:
+        model = f", CPU model {h.cpu.model}" if h.cpu.model else ""
+        return UnknownHost(h.name, caps, f"architecture {h.arch}{model}")
+    for cpu, file in ((h.cpu, caps), (h.host_model, f"hosts/{h.name}/domcapabilities.xml")):
+        if cpu is None:
+            continue
+        if cpu.vendor is not None and cpu.vendor not in cat.vendors:
+            return UnknownHost(h.name, file, f"CPU vendor {cpu.vendor}")
+        if cpu.model is not None and cpu.model not in cat.model_by_name:
+            return UnknownHost(h.name, file, f"CPU model {cpu.model}")
+        for f in cpu.features:
+            if f.name not in cat.feature_by_name:
+                return UnknownHost(h.name, file, f"CPU feature {f.name}")
+    return None
+
+
+def split_unknown(hosts: Sequence[Host], cat: Catalog) -> tuple[list[Host], list[UnknownHost]]:
+    """The hosts the catalog describes, and those it does not (with what it lacks)."""
+    known: list[Host] = []
+    unknown: list[UnknownHost] = []
+    for h in hosts:
+        gap = catalog_gap(h, cat)
+        if gap is None:
+            known.append(h)
+        else:
+            unknown.append(gap)
+    return known, unknown
+
+
+def _all_unknown(scope: str, unknown: Sequence[UnknownHost], cat: Catalog) -> CpuError:
+    return CpuError(f"{scope}: no host CPU is one the catalog knows: "
+                    + "; ".join(u.message(cat) for u in unknown[:5])
+                    + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""))
 
 
 @dataclass(frozen=True)
@@ -93,6 +155,7 @@ class Recommendation:
     costs: tuple[HostCost, ...]
     what_if: tuple[WhatIf, ...]
     classes: tuple[CpuClass, ...]
+    unknown: tuple[UnknownHost, ...] = ()  # hosts left out: the catalog cannot describe them
 
 
 def _identical(classes: Sequence[CpuClass]) -> bool:
@@ -182,6 +245,18 @@ def recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy | None = None,
     policy = policy or Policy()
     if not hosts:
         raise InputError(f"{scope}: no hosts to recommend a CPU for")
+    hosts, left_out = split_unknown(hosts, cat)
+    if not hosts:
+        raise _all_unknown(scope, left_out, cat)
+    rec = _recommend(hosts, cat, policy, scope, what_if)
+    if not left_out:
+        return rec
+    notes = tuple(u.message(cat) for u in left_out)
+    return replace(rec, explanation=notes + rec.explanation, unknown=tuple(left_out))
+
+
+def _recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy, scope: str,
+               what_if: bool) -> Recommendation:
     unknown = [h.name for h in hosts if h.cpu.model is None]
     if unknown:
         raise CpuError(f"{scope}: the host CPU model of {', '.join(unknown[:10])} is unknown "
@@ -399,21 +474,34 @@ def recommend_groups(hosts: Sequence[Host], groups: Mapping[str, str] | None, ca
     one recommendation per vendor (no CPU model spans vendors; Nova operators
     split such clusters into aggregates anyway).  Largest scope first.
     """
+    if groups is not None:
+        stray = sorted(set(groups) - {h.name for h in hosts})
+        if stray:
+            raise InputError(f"groups name hosts not in the snapshot: {', '.join(stray[:10])}")
+    # A host the catalog cannot describe never sinks the others: it is left out
+    # and reported with the recommendation of its aggregate (or the largest one).
+    hosts, left_out = split_unknown(hosts, cat)
+    if not hosts:
+        raise _all_unknown("all hosts", left_out, cat)
     if groups is None:
         vendors = {h.cpu.vendor for h in hosts}
         if len(vendors) > 1:
             groups = {h.name: f"vendor {h.cpu.vendor or 'unknown'}" for h in hosts}
         else:
-            return [recommend(hosts, cat, policy)]
-    known = {h.name for h in hosts}
-    stray = sorted(set(groups) - known)
-    if stray:
-        raise InputError(f"groups name hosts not in the snapshot: {', '.join(stray[:10])}")
-    by: dict[str, list[Host]] = {}
-    for h in hosts:
-        by.setdefault(groups.get(h.name, "(no aggregate)"), []).append(h)
-    recs = [recommend(members, cat, policy, scope=name) for name, members in by.items()]
-    recs.sort(key=lambda r: (-len(r.hosts), r.scope))
+            recs = [recommend(hosts, cat, policy)]
+    if groups is not None:
+        by: dict[str, list[Host]] = {}
+        for h in hosts:
+            by.setdefault(groups.get(h.name, "(no aggregate)"), []).append(h)
+        recs = [recommend(members, cat, policy, scope=name) for name, members in by.items()]
+        recs.sort(key=lambda r: (-len(r.hosts), r.scope))
+    if left_out:
+        scopes = {r.scope: i for i, r in enumerate(recs)}
+        for u in left_out:
+            i = scopes.get((groups or {}).get(u.host, ""), 0)
+            r = recs[i]
+            recs[i] = replace(r, explanation=(u.message(cat), *r.explanation),
+                              unknown=(*r.unknown, u))
     return recs
 
 

@@ -33,7 +33,7 @@ from planner.cpu.cpudef import CpuDef
 from planner.cpu.engine import compare, cpu_mask
 from planner.errors import InputError
 from planner.model import Host, Inventory
-from planner.recommend.cpu_config import Recommendation, cpu_key
+from planner.recommend.cpu_config import Recommendation, catalog_gap, cpu_key
 from planner.recommend.graph import Analysis, host_graph
 from planner.review.report import Report, build_report
 from planner.snapshot.read import load
@@ -246,6 +246,8 @@ def feature_matrix(inv: Inventory, cat: Catalog | None = None, *, offered: bool 
         name = "host"
     else:
         raise ValueError(f"by must be 'host' or 'cpu', not {by!r}")
+    # Hosts the catalog cannot describe (reported unknown by the recommendation) have no row.
+    reps = [(lb, h) for lb, h in reps if catalog_gap(h, cat) is None]
     masks = [cpu_mask(_offer(h) if offered else h.cpu, cat) for _, h in reps]
     data = {f.name: [f.mask & ~m == 0 for m in masks] for f in cat.features}
     df = pd.DataFrame(data, index=pd.Index([lb for lb, _ in reps], name=name), dtype=bool)
@@ -393,7 +395,8 @@ def capacity_by_model(inv: Inventory, cat: Catalog | None = None,
     cat = cat or default_catalog()
     groups: dict[tuple[object, ...], list[Host]] = {}
     for h in inv.hosts:
-        if h.cpu.model is not None:
+        # hosts the catalog cannot describe are reported unknown, not counted
+        if h.cpu.model is not None and catalog_gap(h, cat) is None:
             groups.setdefault(cpu_key(h), []).append(h)
     chosen = {r.cpu_models[0] for r in rep.recs if r.cpu_models} if rep else set()
     rows = []

@@ -103,6 +103,8 @@ def recommendation_json(rec: Recommendation) -> dict[str, Any]:
         "explanation": list(rec.explanation),
         "what_if": [{"hosts": list(w.hosts), "cpu_model": w.cpu_model, "new_model": w.new_model,
                      "gained": list(w.gained), "message": w.message} for w in rec.what_if],
+        "unknown_hosts": [{"host": u.host, "file": u.file, "unknown": u.what,
+                           "hint": "--cpu-map"} for u in rec.unknown],
     }
 
 
@@ -110,12 +112,21 @@ def _host_rows(rep: Report) -> Iterator[dict[str, Any]]:
     an = rep.analysis
     costs = {c.host: c for r in rep.recs for c in r.costs}
     scope = {h: r.scope for r in rep.recs for h in r.hosts}
+    unknown = {u.host: (r.scope, u) for r in rep.recs for u in r.unknown}
     for h in rep.inv.hosts:
-        c = costs[h.name]
-        yield {"name": h.name, "aggregate": scope[h.name], "cpu_model": h.cpu.model,
+        c = costs.get(h.name)
+        left_out = unknown.get(h.name)
+        yield {"name": h.name,
+               "aggregate": scope[h.name] if left_out is None else left_out[0],
+               "cpu_model": h.cpu.model,
                "cpu_vendor": h.cpu.vendor, "host_class": an.host_class[h.name],
-               "guests": len(h.domains), "features_lost": list(c.features_lost),
-               "compare": c.compare, "missing": list(h.missing)}
+               "guests": len(h.domains),
+               "features_lost": list(c.features_lost) if c is not None else [],
+               # "unknown": the catalog cannot describe this host's CPU (left out of the plan)
+               "compare": c.compare if c is not None else "unknown",
+               "missing": list(h.missing)
+               + ([f"{left_out[1].file}: {left_out[1].what} unknown to the CPU catalog "
+                   "(--cpu-map)"] if left_out is not None else [])}
 
 
 def _stranded_rows(an: Analysis) -> Iterator[dict[str, Any]]:
@@ -429,9 +440,18 @@ def _sev(status: str) -> int:
 def build_report(inv: Inventory, cat: Catalog, policy: Policy | None = None,
                  groups: dict[str, str] | None = None) -> Report:
     """Recommend (per aggregate when grouped) and analyse the whole inventory."""
+    from dataclasses import replace
+
+    from planner.adapters.catalogs import harmonise
     from planner.recommend.cpu_config import by_host, recommend_groups
     from planner.recommend.graph import analyze
 
     policy = policy or Policy()
+    hosts, notes = harmonise(inv.hosts, cat)
+    if notes:
+        inv = replace(inv, hosts=tuple(hosts))
     recs = recommend_groups(inv.hosts, groups, cat, policy)
+    if notes:
+        recs = [replace(r, explanation=tuple(notes[h] for h in r.hosts if h in notes)
+                        + r.explanation) for r in recs]
     return Report(inv, recs, analyze(inv, by_host(recs), cat, policy), policy, cat, groups)
