@@ -150,7 +150,7 @@ def build(root: Path, n: int, per_host: int, digests: bool = True) -> int:
     """Write the snapshot; returns the number of guests.  ``digests``: guest
     digests in domains.json, as ``migplan collect`` writes them."""
     from planner.collect.run import domains_json
-    from planner.parse.host import domain_digest
+    from planner.parse.digest import domain_digest
 
     host_templates, guest_templates = _templates()
     tmp = root.with_name(root.name + ".building")

@@ -19,7 +19,8 @@ from conftest import REPO
 
 from planner.collect.run import domains_json
 from planner.errors import InputError
-from planner.parse.host import DIGEST_VERSION, domain_digest, domain_from_digest, parse_domain
+from planner.parse.digest import DIGEST_VERSION, domain_digest, domain_from_digest
+from planner.parse.guest import parse_domain
 from planner.snapshot import read as inventory
 from planner.snapshot.read import load
 

@@ -9,7 +9,9 @@ import pytest
 from conftest import REPO
 
 from planner.errors import InputError
-from planner.parse.host import caps_summary, parse_cpuset, parse_domain, parse_pool
+from planner.parse.guest import parse_domain
+from planner.parse.host import caps_summary, parse_pool
+from planner.parse.units import parse_cpuset
 
 
 def test_cpusets_follow_libvirt_syntax():

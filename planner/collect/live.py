@@ -19,7 +19,8 @@ from typing import Any
 from planner.collect.run import HostConn, read_host
 from planner.collect.sources import redact_uri
 from planner.model import Domain, Host, StoragePool
-from planner.parse.host import build_host, parse_domain, parse_pool
+from planner.parse.guest import parse_domain
+from planner.parse.host import build_host, parse_pool
 from planner.snapshot.read import MISSING
 
 Connect = Callable[[str], HostConn]

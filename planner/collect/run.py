@@ -30,7 +30,8 @@ from typing import Any, Protocol, TypeVar
 from planner import __version__
 from planner.collect.sources import Target, redact_uri, uri_host
 from planner.errors import HostError, InputError, MigplanError, PartialError, UsageError
-from planner.parse.host import caps_summary, domain_digest
+from planner.parse.digest import domain_digest
+from planner.parse.host import caps_summary
 
 SNAPSHOT_FORMAT = "migplan-snapshot/1"
 DEFAULT_TIMEOUT = 60.0

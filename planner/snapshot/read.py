@@ -31,7 +31,9 @@ from typing import Any
 
 from planner.errors import InputError
 from planner.model import Domain, Host, Inventory, StoragePool
-from planner.parse.host import CpuCache, build_host, domain_from_digest, parse_domain, parse_pool
+from planner.parse.digest import domain_from_digest
+from planner.parse.guest import parse_domain
+from planner.parse.host import CpuCache, build_host, parse_pool
 
 MAX_FILE = 64 * 1024 * 1024
 
