@@ -149,8 +149,8 @@ def _guest(template: bytes, name: str, uid: str, i: int) -> bytes:
 def build(root: Path, n: int, per_host: int, digests: bool = True) -> int:
     """Write the snapshot; returns the number of guests.  ``digests``: guest
     digests in domains.json, as ``migplan collect`` writes them."""
-    from planner.collect.run import domains_json
     from planner.parse.digest import domain_digest
+    from planner.snapshot.write import domains_json
 
     host_templates, guest_templates = _templates()
     tmp = root.with_name(root.name + ".building")

@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))
 
 from planner import __version__  # noqa: E402
 from planner.adapters.catalogs import default_catalog  # noqa: E402
-from planner.collect.run import SNAPSHOT_FORMAT, write_host  # noqa: E402
 from planner.cpu.engine import decode  # noqa: E402
+from planner.snapshot.write import SNAPSHOT_FORMAT, write_host  # noqa: E402
 
 CAT = default_catalog()
 COLLECTED_AT = "2026-11-23T09:00:00Z"

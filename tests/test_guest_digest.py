@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from planner.collect.run import domains_json
 from planner.errors import InputError
 from planner.parse.digest import DIGEST_VERSION, domain_digest, domain_from_digest
 from planner.parse.guest import parse_domain
 from planner.snapshot import read as inventory
 from planner.snapshot.read import load
+from planner.snapshot.write import domains_json
 
 # Written by scripts/make_fixtures.py through collect's writer.  lab-3-hosts was
 # captured from the lab by a collect that wrote no digests yet: kept so, as

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
 from planner.cli.output import emit, format_option, render_json, render_table
 from planner.cli.recommend import _policy, policy_options
-from planner.errors import InputError, MigplanError, MigrationFailed, UsageError
+from planner.errors import MigplanError, MigrationFailed, UsageError
 
 MiB = 1024 * 1024
 
@@ -34,31 +32,10 @@ def known_hosts(lab: bool, snapshot: str | None) -> dict[str, str]:
                              "(start one with `migplan lab up`)")
         hosts.update(the_lab.uris())
     if snapshot is not None:
-        hosts.update(_snapshot_hosts(Path(snapshot)))
+        from planner.snapshot.read import host_uris
+
+        hosts.update(host_uris(snapshot))
     return hosts
-
-
-def _snapshot_hosts(root: Path) -> dict[str, str]:
-    man = root / "manifest.json"
-    entries: list[dict[str, Any]] = []
-    try:
-        if man.is_file():
-            entries = list(json.loads(man.read_text()).get("hosts") or [])
-        elif (root / "hosts").is_dir():
-            for d in sorted((root / "hosts").iterdir()):
-                if (d / "host.json").is_file():
-                    entries.append({"name": d.name, **json.loads((d / "host.json").read_text())})
-        else:
-            raise InputError(f"{root}: not a snapshot (no manifest.json, no hosts/)")
-    except (OSError, ValueError, AttributeError) as err:
-        raise InputError(f"{root}: cannot read the snapshot's hosts: {err}") from None
-    out = {}
-    for e in entries:
-        if isinstance(e, dict) and e.get("name") and e.get("uri"):
-            if "***" in str(e["uri"]):
-                continue  # a redacted URI cannot be used to connect; give the URI instead
-            out[str(e["name"])] = str(e["uri"])
-    return out
 
 
 def hosts_options(f: Callable[..., Any]) -> Callable[..., Any]:

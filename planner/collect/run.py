@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -30,10 +28,16 @@ from typing import Any, Protocol, TypeVar
 from planner import __version__
 from planner.collect.sources import Target, redact_uri, uri_host
 from planner.errors import HostError, InputError, MigplanError, PartialError, UsageError
-from planner.parse.digest import domain_digest
 from planner.parse.host import caps_summary
+from planner.snapshot.write import (
+    SNAPSHOT_FORMAT,
+    check_out_dir,
+    publish,
+    safe_name,
+    unique_name,
+    write_host,
+)
 
-SNAPSHOT_FORMAT = "migplan-snapshot/1"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_WORKERS = 8
 
@@ -214,106 +218,11 @@ def _fetch(uri: str, connect: Connect) -> dict[str, Any]:
             conn.close()
 
 
-# --- writing -------------------------------------------------------------------------------
-
-_SAFE_RE = re.compile(r"[^A-Za-z0-9._@+-]")
-
-
-def safe_name(name: str) -> str:
-    """A single, harmless path component for a host or guest name."""
-    s = _SAFE_RE.sub("_", name).strip()
-    if not s or s.startswith("."):
-        s = "_" + s
-    return s[:200]
-
-
-def _write(path: Path, data: bytes) -> None:
-    with open(path, "xb") as f:
-        f.write(data)
-
-
-def _json(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8")
-
-
-def domains_json(index: list[dict[str, Any]]) -> bytes:
-    """domains.json: one guest a line (the digests make entries long)."""
-    if not index:
-        return b"[]\n"
-    return ("[\n" + ",\n".join(json.dumps(e, separators=(",", ":")) for e in index)
-            + "\n]\n").encode("utf-8")
-
-
-def _unique(name: str, used: set[str], extra: str) -> str:
-    n = name
-    if n in used:
-        n = safe_name(f"{name}-{extra}")
-    i = 2
-    while n in used:
-        n = f"{name}-{i}"
-        i += 1
-    used.add(n)
-    return n
-
-
-def write_host(d: Path, raw: dict[str, Any], uri: str) -> int:
-    """Write one host's files into ``d`` (its parent must exist); returns the number of guests."""
-    d.mkdir()
-    # Raw XML exactly as libvirt returned it (libvirt's strings are UTF-8).
-    _write(d / "capabilities.xml", raw["capabilities"].encode("utf-8"))
-    for key in ("domcapabilities", "domcapabilities-qemu"):
-        if raw.get(key) is not None:
-            _write(d / f"{key}.xml", raw[key].encode("utf-8"))
-    facts = dict(raw["facts"])
-    facts = {"uri": uri, **facts}
-    if raw.get("pools") is not None:
-        (d / "pools").mkdir()
-        used: set[str] = set()
-        index = []
-        for p in raw["pools"]:
-            fn = _unique(safe_name(p["name"]), used, "pool") + ".xml"
-            _write(d / "pools" / fn, p["xml"].encode("utf-8"))
-            index.append({"name": p["name"], "file": f"pools/{fn}", "active": p["active"],
-                          "persistent": p["persistent"]})
-        _write(d / "pools.json", _json(index))
-    guests = 0
-    if raw.get("domains") is not None:
-        (d / "domains").mkdir()
-        used = set()
-        index = []
-        for g in raw["domains"]:
-            fn = _unique(safe_name(g["name"]), used, str(g.get("uuid"))) + ".xml"
-            xml = g["xml"].encode("utf-8")
-            _write(d / "domains" / fn, xml)
-            entry = {"name": g["name"], "uuid": g["uuid"], "state": g["state"],
-                     "reason": g.get("reason"), "persistent": g["persistent"],
-                     "file": f"domains/{fn}"}
-            # What the XML parses to, so that loading 100,000 guests need not
-            # parse them again (used only while the XML's hash matches).
-            digest = domain_digest(xml, f"{d.name}/domains/{fn}")
-            if digest is not None:
-                entry["digest"] = digest
-            index.append(entry)
-        _write(d / "domains.json", domains_json(index))
-        guests = len(index)
-    _write(d / "host.json", _json(facts))
-    return guests
-
-
 # --- the whole collect ---------------------------------------------------------------------
 
 
 def _target_name(t: Target, hostname: str | None) -> str | None:
     return t.name or hostname or uri_host(t.uri)
-
-
-def check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UsageError(f"--out {out_dir}: already exists and is not an empty directory "
-                         "(a snapshot is never overwritten; choose a new directory)")
-    parent = out_dir.parent
-    if not parent.is_dir():
-        raise UsageError(f"--out {out_dir}: the parent directory {parent} does not exist")
 
 
 def collect(
@@ -404,11 +313,7 @@ def collect(
             "duration_s": round(duration, 3),
             "hosts": [h.manifest_entry() for h in hosts],
         }
-        # The manifest is the completion marker: written last, then the rename.
-        _write(tmp / "manifest.json", _json(manifest))
-        _fsync_dir(tmp)
-        os.rename(tmp, out)
-        _fsync_dir(out.parent)
+        publish(tmp, out, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -429,7 +334,7 @@ def _place(tmp: Path, hosts: list[HostResult], targets: list[Target]) -> None:
         name = base
         if counts[base] > 1:
             name = safe_name(f"{base}-{uri_host(targets[i].uri) or i}")
-        name = _unique(name, used, str(i))
+        name = unique_name(name, used, str(i))
         h.name = name
         if h._stage is not None:
             os.rename(h._stage, tmp / "hosts" / name)
@@ -441,12 +346,3 @@ def _scrub(msg: str, uri: str) -> str:
     if red != uri:
         msg = msg.replace(uri, red)
     return msg
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -281,6 +281,38 @@ def _load_hosts(tasks: list[_Task]) -> list[Host]:
     return hosts
 
 
+def host_uris(path: str | Path) -> dict[str, str]:
+    """Host name -> libvirt URI of every collected host (for `migrate`/`drain --snapshot`).
+
+    Read with the same checks as ``load``.  A redacted URI (``***``) cannot be used to
+    connect and is left out: the operator gives that host's URI instead.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such snapshot directory")
+    entries: list[dict[str, Any]] = []
+    if (root / "manifest.json").exists():
+        label = f"{root}/manifest.json"
+        man = _json(root / "manifest.json", label)
+        if not isinstance(man, dict) or not isinstance(man.get("hosts"), list):
+            raise InputError(f"{label}: expected an object with a 'hosts' list")
+        entries = _list_of_dicts(man["hosts"], label)
+    elif (root / "hosts").is_dir():
+        for d in sorted((root / "hosts").iterdir()):
+            if d.is_dir() and (d / "host.json").is_file():
+                facts = _json(d / "host.json", f"{d}/host.json")
+                if isinstance(facts, dict):
+                    entries.append({**facts, "name": d.name})
+    else:
+        raise InputError(f"{root}: not a snapshot: no manifest.json and no hosts/ directory")
+    out = {}
+    for e in entries:
+        name, uri = e.get("name"), e.get("uri")
+        if isinstance(name, str) and name and isinstance(uri, str) and uri and "***" not in uri:
+            out[name] = uri
+    return out
+
+
 def load(path: str | Path) -> Inventory:
     """The parsed inventory of a snapshot directory (see docs/snapshot.md).
 
