@@ -347,3 +347,19 @@ def test_fresh_state_is_parsed_like_a_snapshot_and_an_unreachable_host_is_an_err
     assert [(d.name, d.state, d.persistent, d.host) for d in host.domains] == \
         [("test", "running", True, "t")]
     assert list(bad) == ["gone"] and "127.0.0.250" in bad["gone"]
+
+
+def test_a_drain_turns_one_guests_refusal_or_loss_into_its_outcome_and_goes_on():
+    from planner.act.drain import guarded
+
+    def refuse() -> Outcome:
+        raise InfeasibleError("refusing to migrate vm1 to b: [memory.insufficient] full")
+
+    def lost() -> Outcome:
+        raise MigrationFailed("vm1 is running neither on a nor on b")
+
+    r, e = guarded("vm1", "a", refuse), guarded("vm1", "a", lost)
+    assert (r.status, r.on, r.ok) == ("refused", "a", False) and "memory.insufficient" in r.message
+    assert (e.status, e.on) == ("error", "?")
+    done = Outcome("vm1", "migrated", "b", "ok", 1.0)
+    assert guarded("vm1", "a", lambda: done) is done

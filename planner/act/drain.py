@@ -8,7 +8,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from planner.act.migrate import Outcome
+from planner.errors import InfeasibleError, MigplanError, MigrationFailed
 from planner.plan.drain import Assignment, DrainPlan
+
+
+def guarded(guest: str, source: str, attempt: Callable[[], Outcome]) -> Outcome:
+    """One guest's pre-flight and migration, its refusal or error turned into an Outcome.
+
+    A drain goes on after one guest fails: a refused move (pre-flight on fresh state)
+    leaves the guest on ``source``; a guest whose place no host confirmed is "?".
+    """
+    try:
+        return attempt()
+    except InfeasibleError as err:
+        return Outcome(guest, "refused", source, str(err), 0.0)
+    except MigplanError as err:
+        where = "?" if isinstance(err, MigrationFailed) else source
+        return Outcome(guest, "error", where, str(err), 0.0)
 
 
 @dataclass(frozen=True)

@@ -277,8 +277,8 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_paralle
       migplan drain cn02 --snapshot snap
       migplan drain lab1 --lab --execute --max-parallel 2
     """
-    from planner.act.drain import run_drain, summary_exit_code
-    from planner.act.migrate import Outcome, execute
+    from planner.act.drain import guarded, run_drain, summary_exit_code
+    from planner.act.migrate import execute
     from planner.adapters.catalogs import load_catalog
     from planner.adapters.libvirt import LibvirtMigrationDriver
     from planner.collect import live as livestate
@@ -304,16 +304,10 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_paralle
         opts = MigrateOptions(bandwidth_mib=bandwidth, timeout_s=timeout)
 
         def migrate_one(a: Any, stop: threading.Event) -> Any:
-            try:
-                p = prepare(a.guest, a.destination, hosts=hosts, source=name, opts=opts,
-                            preflight=preflight, read=livestate.read_hosts,
-                            presence=driver.presence)
-                return execute(p, driver, stop=stop)
-            except InfeasibleError as err:
-                return Outcome(a.guest, "refused", name, str(err), 0.0)
-            except MigplanError as err:
-                return Outcome(a.guest, "error", "?" if isinstance(err, MigrationFailed)
-                               else name, str(err), 0.0)
+            return guarded(a.guest, name, lambda: execute(
+                prepare(a.guest, a.destination, hosts=hosts, source=name, opts=opts,
+                        preflight=preflight, read=livestate.read_hosts,
+                        presence=driver.presence), driver, stop=stop))
 
         def say(o: Any) -> None:
             click.echo(f"{o.guest}: {o.status} ({o.duration_s:.1f} s): {o.message}", err=True)
