@@ -201,3 +201,20 @@ def test_large_json_is_streamed_compact_with_the_same_content(scenario, detail, 
     assert "\n  " not in text  # no indentation
     # one top-level key per line, one guest per line
     assert text.count("\n") >= len(doc) + len(doc["guests"])
+
+
+def test_check_and_migrate_write_one_verdict_shape():
+    """A verdict reads the same in `check --format json` and `migrate --dry-run --format json`."""
+    chk = run_cli("check", "cn04-hostmodel", "cn03", "--snapshot",
+                  "fixtures/mixed-intel-generations", "--format", "json")
+    reasons = json.loads(chk.stdout)["reasons"]
+    assert {tuple(sorted(x)) for x in reasons} == {("code", "message", "rule", "verdict")}
+    assert {x["verdict"] for x in reasons} <= {"ok", "warn", "unknown", "blocked"}
+    from planner.assess.verdict import Status, Verdict
+    from planner.plan.migration import MigrateOptions, make_plan
+
+    v = Verdict("memory", Status.WARN, "memory.tight", "1 GiB left")
+    plan = make_plan("vm", "a", "ua", "b", "ub", memory_kib=1024, local_disks=[],
+                     opts=MigrateOptions(), preflight=(v,))
+    assert plan.to_json()["preflight"] == [
+        {"rule": "memory", "verdict": "warn", "code": "memory.tight", "message": "1 GiB left"}]

@@ -36,7 +36,8 @@ class Verdict:
 
     def to_json(self) -> dict[str, Any]:
         """The one JSON shape of a verdict, in every output."""
-        return {"verdict": str(self.status), "code": self.code, "message": self.message}
+        return {"rule": self.rule, "verdict": str(self.status), "code": self.code,
+                "message": self.message}
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"

@@ -422,8 +422,7 @@ def report_text(rep: Report, table: Table) -> str:
 def check_json(a: Assessment) -> dict[str, Any]:
     return {"guest": a.guest, "source": a.source, "destination": a.destination,
             "verdict": a.status, "feasible": a.feasible,
-            "reasons": [{"rule": v.rule, "status": v.status, "code": v.code, "message": v.message}
-                        for v in a.verdicts]}
+            "reasons": [v.to_json() for v in a.verdicts]}
 
 
 def check_text(a: Assessment, table: Table) -> str:
