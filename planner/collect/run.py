@@ -265,36 +265,13 @@ def collect(
         stage = tmp / "staging"
         stage.mkdir()
 
-        def one(i: int, t: Target) -> HostResult:
-            shown = redact_uri(t.uri)
-            report(HostEvent(i, total, shown, t.name, "connecting"))
-            t0 = clock()
-            res = HostResult(shown, t.name, "ok")
-            raw = None
-            try:
-                raw = call_with_timeout(lambda: _fetch(t.uri, connect), timeout, shown, cancel)
-            except (HostError, InputError) as err:
-                res.status = "timeout" if getattr(err, "kind", "") == "timeout" else "failed"
-                res.kind = getattr(err, "kind", "error")
-                res.error = _scrub(str(err), t.uri)
-            except Exception as err:  # a surprise from one host must not stop the others
-                res.status, res.kind = "failed", "error"
-                res.error = _scrub(f"{type(err).__name__}: {err}", t.uri)
-            if raw is not None:
-                res.hostname = raw["facts"].get("hostname")
-                res.warnings = list(raw["facts"]["errors"].values())
-                res._stage = stage / str(i)
-                # Writing is ours, not the host's: a failure here (disk full) stops the collect.
-                res.guests = write_host(res._stage, raw, shown)
-            res.duration = clock() - t0
-            res.name = _target_name(t, res.hostname)
-            report(HostEvent(i, total, shown, res.name, res.status, res.error))
-            return res
-
         results: list[HostResult | None] = [None] * total
         pool = ThreadPoolExecutor(max_workers=min(workers, total), thread_name_prefix="collect")
         try:
-            futs = {pool.submit(one, i, t): i for i, t in enumerate(targets)}
+            futs = {pool.submit(_collect_one, i, t, stage, total=total, connect=connect,
+                                timeout=timeout, cancel=cancel, report=report,
+                                clock=clock): i
+                    for i, t in enumerate(targets)}
             for fut in as_completed(futs):
                 results[futs[fut]] = fut.result()
         finally:
@@ -318,6 +295,36 @@ def collect(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return CollectResult(out, collected_at, duration, hosts)
+
+
+def _collect_one(i: int, t: Target, stage: Path, *, total: int, connect: Connect,
+                 timeout: float, cancel: threading.Event,
+                 report: Callable[[HostEvent], None], clock: Callable[[], float]) -> HostResult:
+    """Read one target and write its files under ``stage``; a host's failure is its result."""
+    shown = redact_uri(t.uri)
+    report(HostEvent(i, total, shown, t.name, "connecting"))
+    t0 = clock()
+    res = HostResult(shown, t.name, "ok")
+    raw = None
+    try:
+        raw = call_with_timeout(lambda: _fetch(t.uri, connect), timeout, shown, cancel)
+    except (HostError, InputError) as err:
+        res.status = "timeout" if getattr(err, "kind", "") == "timeout" else "failed"
+        res.kind = getattr(err, "kind", "error")
+        res.error = _scrub(str(err), t.uri)
+    except Exception as err:  # a surprise from one host must not stop the others
+        res.status, res.kind = "failed", "error"
+        res.error = _scrub(f"{type(err).__name__}: {err}", t.uri)
+    if raw is not None:
+        res.hostname = raw["facts"].get("hostname")
+        res.warnings = list(raw["facts"]["errors"].values())
+        res._stage = stage / str(i)
+        # Writing is ours, not the host's: a failure here (disk full) stops the collect.
+        res.guests = write_host(res._stage, raw, shown)
+    res.duration = clock() - t0
+    res.name = _target_name(t, res.hostname)
+    report(HostEvent(i, total, shown, res.name, res.status, res.error))
+    return res
 
 
 def _place(tmp: Path, hosts: list[HostResult], targets: list[Target]) -> None:
