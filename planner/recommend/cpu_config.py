@@ -255,6 +255,58 @@ def recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy | None = None,
     return replace(rec, explanation=notes + rec.explanation, unknown=tuple(left_out))
 
 
+def _passthrough(scope: str, names: tuple[str, ...], classes: Sequence[CpuClass]) -> Recommendation:
+    """Identical CPUs everywhere: host-passthrough, with what would break it."""
+    c = classes[0]
+    same = [f"All {len(names)} hosts have identical CPUs ({c.label}"
+            + (f", signature {c.cpu.signature}" if c.cpu.signature else "") + "): "
+            "host-passthrough gives guests every host feature and they can still move "
+            "anywhere in this group."]
+    if c.cpu.signature is None:
+        same.append("The snapshot has no CPU signatures (family/model/stepping): check the "
+                    "hosts share a stepping and microcode before relying on host-passthrough.")
+    same.append("Adding a host with a different CPU later breaks this: switch to custom "
+                "with the baseline model first.")
+    return Recommendation(scope, names, "host-passthrough", (), (), None, None, tuple(same),
+                          tuple(HostCost(h, k.cpu.model, k.id, (), "identical")
+                                for k in classes for h in k.hosts), (), tuple(classes))
+
+
+def _explain_custom(classes: Sequence[CpuClass], n_hosts: int, base: CpuDef,
+                    flags: tuple[str, ...], offered: int | None, costs: Sequence[HostCost],
+                    cat: Catalog, expl: list[str]) -> list[str]:
+    """The prose of a custom-mode recommendation: why custom, why this model, what was left out."""
+    bad = [c for c in costs if c.compare == "incompatible"]
+    if bad:
+        # Cannot happen with libvirt's baseline; say so loudly rather than hide it.
+        expl.append(f"WARNING: {', '.join(c.host for c in bad[:5])} cannot run the recommended "
+                    "CPU (libvirt compare): check the catalog (--cpu-map) matches the hosts.")
+    counts = ", ".join(f"{len(c.hosts)} x {c.label}" for c in classes)
+    expl.insert(0, f"The hosts have {len(classes)} different CPUs ({counts}): host-passthrough "
+                   "needs identical CPUs, so cpu_mode=custom.")
+    expl.append(_why_not_host_model(classes, cat))
+    expl.append(f"{base.model} is libvirt's baseline of all {n_hosts} hosts "
+                "(virsh cpu-baseline gives the same); every guest gets the same CPU on every "
+                "host, so it can move anywhere.")
+    nested = [f.name for f in base.features if f.name in NESTED_FEATURES
+              and f"+{f.name}" not in flags]
+    if nested:
+        expl.append(f"{', '.join(nested)} left out of cpu_model_extra_flags although every host "
+                    "offers it: guests running nested guests migrate unreliably; add it back "
+                    "only for aggregates that need nested virtualization.")
+    dropped = [f.name for f in base.features if f.policy == "require"
+               and f"+{f.name}" not in flags and f.name not in NESTED_FEATURES]
+    if dropped:
+        expl.append(f"Not in cpu_model_extra_flags although every host CPU has them: "
+                    f"{', '.join(dropped)} (QEMU/KVM does not give them to guests "
+                    "(domcapabilities host-model), QEMU does not accept them, or they block "
+                    "migration).")
+    if offered is None:
+        expl.append("Some hosts lack domcapabilities.xml: cpu_model_extra_flags may name host "
+                    "features KVM cannot give guests; collect domcapabilities to be sure.")
+    return expl
+
+
 def _recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy, scope: str,
                what_if: bool) -> Recommendation:
     unknown = [h.name for h in hosts if h.cpu.model is None]
@@ -273,19 +325,7 @@ def _recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy, scope: str,
             "aggregate (--groups FILE)")
     names = tuple(h.name for h in hosts)
     if _identical(classes):
-        c = classes[0]
-        same = [f"All {len(hosts)} hosts have identical CPUs ({c.label}"
-                + (f", signature {c.cpu.signature}" if c.cpu.signature else "") + "): "
-                "host-passthrough gives guests every host feature and they can still move "
-                "anywhere in this group."]
-        if c.cpu.signature is None:
-            same.append("The snapshot has no CPU signatures (family/model/stepping): check the "
-                        "hosts share a stepping and microcode before relying on host-passthrough.")
-        same.append("Adding a host with a different CPU later breaks this: switch to custom "
-                    "with the baseline model first.")
-        return Recommendation(scope, names, "host-passthrough", (), (), None, None, tuple(same),
-                              tuple(HostCost(h, k.cpu.model, k.id, (), "identical")
-                                    for k in classes for h in k.hosts), (), tuple(classes))
+        return _passthrough(scope, names, classes)
 
     reps = [c.cpu for c in classes]
     base = baseline(reps, cat)
@@ -313,34 +353,7 @@ def _recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy, scope: str,
         lost = _lost(cpu_mask(_offer(c), cat), gmask, cat)
         costs.extend(HostCost(h, c.cpu.model, c.id, lost, res.result) for h in c.hosts)
 
-    bad = [c for c in costs if c.compare == "incompatible"]
-    if bad:
-        # Cannot happen with libvirt's baseline; say so loudly rather than hide it.
-        expl.append(f"WARNING: {', '.join(c.host for c in bad[:5])} cannot run the recommended "
-                    "CPU (libvirt compare): check the catalog (--cpu-map) matches the hosts.")
-    counts = ", ".join(f"{len(c.hosts)} x {c.label}" for c in classes)
-    expl.insert(0, f"The hosts have {len(classes)} different CPUs ({counts}): host-passthrough "
-                   "needs identical CPUs, so cpu_mode=custom.")
-    expl.append(_why_not_host_model(classes, cat))
-    expl.append(f"{base.model} is libvirt's baseline of all {len(hosts)} hosts "
-                "(virsh cpu-baseline gives the same); every guest gets the same CPU on every "
-                "host, so it can move anywhere.")
-    nested = [f.name for f in base.features if f.name in NESTED_FEATURES
-              and f"+{f.name}" not in flags]
-    if nested:
-        expl.append(f"{', '.join(nested)} left out of cpu_model_extra_flags although every host "
-                    "offers it: guests running nested guests migrate unreliably; add it back "
-                    "only for aggregates that need nested virtualization.")
-    dropped = [f.name for f in base.features if f.policy == "require"
-               and f"+{f.name}" not in flags and f.name not in NESTED_FEATURES]
-    if dropped:
-        expl.append(f"Not in cpu_model_extra_flags although every host CPU has them: "
-                    f"{', '.join(dropped)} (QEMU/KVM does not give them to guests "
-                    "(domcapabilities host-model), QEMU does not accept them, or they block "
-                    "migration).")
-    if offered is None:
-        expl.append("Some hosts lack domcapabilities.xml: cpu_model_extra_flags may name host "
-                    "features KVM cannot give guests; collect domcapabilities to be sure.")
+    expl = _explain_custom(classes, len(hosts), base, flags, offered, costs, cat, expl)
     wi = _what_if(classes, cat, gmask, policy) if what_if else ()
     return Recommendation(scope, names, "custom", tuple(models), flags, base, gcpu,
                           tuple(expl), tuple(costs), wi, tuple(classes))
