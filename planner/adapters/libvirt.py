@@ -35,6 +35,7 @@ T = TypeVar("T")
 KEEPALIVE_INTERVAL = 5
 KEEPALIVE_COUNT = 3
 
+
 def _silence(_ctx: object, _err: object) -> None:
     # libvirt's default handler prints every error on stderr, even the ones we
     # expect and handle (a driver without domcapabilities, a vanished guest).
@@ -44,6 +45,7 @@ libvirt.registerErrorHandler(_silence, None)
 
 _event_lock = threading.Lock()
 _event_started = False
+
 
 def _start_event_loop() -> None:
     """Keepalive needs libvirt's event loop running; start it once, in a daemon thread."""
@@ -60,6 +62,7 @@ def _start_event_loop() -> None:
         threading.Thread(target=run, name="libvirt-events", daemon=True).start()
         _event_started = True
 
+
 def _kind(err: libvirt.libvirtError) -> str:
     code = err.get_error_code()
     if code in (libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_AUTH_CANCELLED,
@@ -73,10 +76,14 @@ def _kind(err: libvirt.libvirtError) -> str:
         return "unreachable"
     return "error"
 
+
 def _message(err: libvirt.libvirtError) -> str:
     return (err.get_error_message() or str(err)).strip()
 
+
 @dataclass
+
+
 class Conn:
     """An open read-only connection, with the URI it came from (for read-write fallbacks)."""
 
@@ -89,45 +96,101 @@ class Conn:
             self._rw = _open(self.uri, readonly=False)
         return self._rw
 
-    # The reads collect makes, as methods so collect can take any object with them.
+    # The reads collect makes (collect takes any object with these methods).
+
     def capabilities(self) -> str:
-        return capabilities(self)
+        return str(_call("capabilities", self.ro.getCapabilities))
 
     def domain_capabilities(self, virttype: str | None = None, arch: str | None = None) -> str:
-        return domain_capabilities(self, virttype, arch)
+        """``virsh domcapabilities [--virttype T]``; read-write only when libvirt demands it."""
+        def get(c: Any) -> str:
+            return str(c.getDomainCapabilities(None, arch, None, virttype, 0))
+
+        what = f"domcapabilities ({virttype or 'default'})"
+        try:
+            return _call(what, lambda: get(self.ro))
+        except HostError as err:
+            if err.kind != "denied":
+                raise
+        return _call(what, lambda: get(self.rw()))
 
     def cpu_model_names(self, arch: str) -> list[str]:
-        return cpu_model_names(self, arch)
+        return list(_call("CPU model names", lambda: self.ro.getCPUModelNames(arch, 0)) or [])
 
     def node_info(self) -> dict[str, Any]:
-        return node_info(self)
+        """``virNodeGetInfo``: memory in KiB (libvirt's getInfo gives MiB)."""
+        info = _call("node info", self.ro.getInfo)
+        model, mem_mib, cpus, mhz, nodes, sockets, cores, threads = info
+        return {"model": model, "memory_kib": int(mem_mib) * 1024, "cpus": cpus, "mhz": mhz,
+                "nodes": nodes, "sockets": sockets, "cores": cores, "threads": threads}
 
     def free_memory(self) -> int:
-        return free_memory(self)
+        """Free memory of the whole host, bytes (virNodeGetFreeMemory)."""
+        return int(_call("free memory", self.ro.getFreeMemory))
 
     def cells_free_memory(self, ncells: int) -> list[int]:
-        return cells_free_memory(self, ncells)
+        """Free memory (bytes) of NUMA cells 0..ncells-1."""
+        return [int(x) for x in _call("free memory", lambda: self.ro.getCellsFreeMemory(0, ncells))]
 
     def free_pages(self, page_sizes_kib: list[int], ncells: int) -> dict[int, dict[int, int]]:
-        return free_pages(self, page_sizes_kib, ncells)
+        """Free pages per cell and page size (KiB): ``{cell: {size_kib: free}}``."""
+        if not page_sizes_kib or ncells <= 0:
+            return {}
+        raw = _call("free pages", lambda: self.ro.getFreePages(page_sizes_kib, 0, ncells, 0)) or {}
+        return {int(c): {int(s): int(n) for s, n in v.items()} for c, v in raw.items()}
 
     def versions(self) -> dict[str, Any]:
-        return versions(self)
+        """libvirt (of the daemon) and hypervisor versions as "major.minor.release"."""
+        def fmt(v: int) -> str:
+            return f"{v // 1000000}.{v // 1000 % 1000}.{v % 1000}"
+
+        lib = _call("libvirt version", self.ro.getLibVersion)
+        hv_type = _call("hypervisor type", self.ro.getType)
+        hv = _call("hypervisor version", self.ro.getVersion)
+        return {"libvirt": fmt(lib), "hypervisor_type": hv_type, "hypervisor": fmt(hv) if hv else None}
 
     def hostname(self) -> str:
-        return hostname(self)
+        return str(_call("hostname", self.ro.getHostname))
 
     def storage_pools(self) -> list[dict[str, Any]]:
-        return storage_pools(self)
+        """Every storage pool: name, raw XML, active, persistent.
+
+        Whether a pool is shared is decided from its type when parsing
+        (``planner.parse.host.SHARED_POOL_TYPES``), not here.
+        """
+        pools = []
+        for p in _call("storage pools", lambda: self.ro.listAllStoragePools(0)):
+            try:
+                pools.append({"name": p.name(), "xml": p.XMLDesc(0), "active": bool(p.isActive()),
+                              "persistent": bool(p.isPersistent())})
+            except libvirt.libvirtError as err:
+                if err.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                    raise HostError(f"storage pool {p.name()}: {_message(err)}", _kind(err)) from None
+        return pools
 
     def domains(self) -> list[dict[str, Any]]:
-        return domains(self)
+        """Every guest, running and defined-inactive: name, uuid, state, persistent, live XML.
+
+        A transient guest may vanish between the listing and its XML; it is skipped.
+        """
+        out = []
+        for d in _call("guests", lambda: self.ro.listAllDomains(0)):
+            try:
+                state, reason = d.state()
+                out.append({"name": d.name(), "uuid": d.UUIDString(),
+                            "state": _STATES.get(state, str(state)), "reason": reason,
+                            "persistent": bool(d.isPersistent()), "xml": d.XMLDesc(0)})
+            except libvirt.libvirtError as err:
+                if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise HostError(f"guest {d.name()}: {_message(err)}", _kind(err)) from None
+        return out
 
     def close(self) -> None:
         for c in (self.ro, self._rw):
             if c is not None:
                 with contextlib.suppress(libvirt.libvirtError):
                     c.close()
+
 
 def _open(uri: str, readonly: bool) -> Any:
     _start_event_loop()
@@ -142,11 +205,15 @@ def _open(uri: str, readonly: bool) -> Any:
         conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
     return conn
 
+
 def connect(uri: str) -> Conn:
     """Open a read-only connection to ``uri`` (raises HostError)."""
     return Conn(uri, _open(uri, readonly=True))
 
+
 @contextlib.contextmanager
+
+
 def connection(uri: str) -> Iterator[Conn]:
     conn = connect(uri)
     try:
@@ -154,83 +221,16 @@ def connection(uri: str) -> Iterator[Conn]:
     finally:
         conn.close()
 
+
 def _call(what: str, fn: Callable[[], T]) -> T:
     try:
         return fn()
     except libvirt.libvirtError as err:
         raise HostError(f"{what}: {_message(err)}", _kind(err)) from None
 
-# --- raw reads -----------------------------------------------------------------------------
 
-def capabilities(conn: Conn) -> str:
-    return str(_call("capabilities", conn.ro.getCapabilities))
+# --- guest states as libvirt numbers them ------------------------------------------------
 
-def domain_capabilities(conn: Conn, virttype: str | None = None, arch: str | None = None) -> str:
-    """``virsh domcapabilities [--virttype T]``; read-write only when libvirt demands it."""
-    def get(c: Any) -> str:
-        return str(c.getDomainCapabilities(None, arch, None, virttype, 0))
-
-    what = f"domcapabilities ({virttype or 'default'})"
-    try:
-        return _call(what, lambda: get(conn.ro))
-    except HostError as err:
-        if err.kind != "denied":
-            raise
-    return _call(what, lambda: get(conn.rw()))
-
-def cpu_model_names(conn: Conn, arch: str) -> list[str]:
-    return list(_call("CPU model names", lambda: conn.ro.getCPUModelNames(arch, 0)) or [])
-
-def node_info(conn: Conn) -> dict[str, Any]:
-    """``virNodeGetInfo``: memory in KiB (libvirt's getInfo gives MiB)."""
-    info = _call("node info", conn.ro.getInfo)
-    model, mem_mib, cpus, mhz, nodes, sockets, cores, threads = info
-    return {"model": model, "memory_kib": int(mem_mib) * 1024, "cpus": cpus, "mhz": mhz,
-            "nodes": nodes, "sockets": sockets, "cores": cores, "threads": threads}
-
-def free_memory(conn: Conn) -> int:
-    """Free memory of the whole host, bytes (virNodeGetFreeMemory)."""
-    return int(_call("free memory", conn.ro.getFreeMemory))
-
-def cells_free_memory(conn: Conn, ncells: int) -> list[int]:
-    """Free memory (bytes) of NUMA cells 0..ncells-1."""
-    return [int(x) for x in _call("free memory", lambda: conn.ro.getCellsFreeMemory(0, ncells))]
-
-def free_pages(conn: Conn, page_sizes_kib: list[int], ncells: int) -> dict[int, dict[int, int]]:
-    """Free pages per cell and page size (KiB): ``{cell: {size_kib: free}}``."""
-    if not page_sizes_kib or ncells <= 0:
-        return {}
-    raw = _call("free pages", lambda: conn.ro.getFreePages(page_sizes_kib, 0, ncells, 0)) or {}
-    return {int(c): {int(s): int(n) for s, n in v.items()} for c, v in raw.items()}
-
-def versions(conn: Conn) -> dict[str, Any]:
-    """libvirt (of the daemon) and hypervisor versions as "major.minor.release"."""
-    def fmt(v: int) -> str:
-        return f"{v // 1000000}.{v // 1000 % 1000}.{v % 1000}"
-
-    lib = _call("libvirt version", conn.ro.getLibVersion)
-    hv_type = _call("hypervisor type", conn.ro.getType)
-    hv = _call("hypervisor version", conn.ro.getVersion)
-    return {"libvirt": fmt(lib), "hypervisor_type": hv_type, "hypervisor": fmt(hv) if hv else None}
-
-def hostname(conn: Conn) -> str:
-    return str(_call("hostname", conn.ro.getHostname))
-
-def storage_pools(conn: Conn) -> list[dict[str, Any]]:
-    """Every storage pool: name, raw XML, active, persistent.
-
-    Whether a pool is shared is decided from its type when parsing
-    (``planner.parse.host.SHARED_POOL_TYPES``), not here.
-    """
-    pools = []
-    for p in _call("storage pools", lambda: conn.ro.listAllStoragePools(0)):
-        try:
-            pools.append({"name": p.name(), "xml": p.XMLDesc(0), "active": bool(p.isActive()),
-                          "persistent": bool(p.isPersistent())})
-        except libvirt.libvirtError as err:
-            if err.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
-                raise HostError(f"storage pool {p.name()}: {_message(err)}", _kind(err)) from None
-    return pools
 
 _STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "nostate",
@@ -243,24 +243,9 @@ _STATES = {
     libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
 }
 
-def domains(conn: Conn) -> list[dict[str, Any]]:
-    """Every guest, running and defined-inactive: name, uuid, state, persistent, live XML.
-
-    A transient guest may vanish between the listing and its XML; it is skipped.
-    """
-    out = []
-    for d in _call("guests", lambda: conn.ro.listAllDomains(0)):
-        try:
-            state, reason = d.state()
-            out.append({"name": d.name(), "uuid": d.UUIDString(),
-                        "state": _STATES.get(state, str(state)), "reason": reason,
-                        "persistent": bool(d.isPersistent()), "xml": d.XMLDesc(0)})
-        except libvirt.libvirtError as err:
-            if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise HostError(f"guest {d.name()}: {_message(err)}", _kind(err)) from None
-    return out
 
 # ---- live migration (the libvirt side of planner.act.migrate) ---------------------------------
+
 
 class LibvirtMigrationDriver:
     """Runs a planned migration through libvirt; never decides whether it worked
@@ -368,9 +353,11 @@ class LibvirtMigrationDriver:
                 with contextlib.suppress(libvirt.libvirtError):
                     c.close()
 
+
 def _try(fn: Callable[..., Any], *args: Any) -> None:
     with contextlib.suppress(libvirt.libvirtError):
         fn(*args)
+
 
 def _progress(dom: libvirt.virDomain, elapsed: float, phase: str) -> Progress:
     try:
