@@ -81,6 +81,14 @@ class CpuCache:
         # (None: a document whose UUID is not the plain host/uuid, parsed every time).
         self._caps: dict[bytes, _CapsParts | None] = {}
 
+    def caps_parts(self, key: bytes) -> _CapsParts | None:
+        """What an earlier capabilities document with this key (``_caps_key``) gave."""
+        return self._caps.get(key)
+
+    def remember_caps(self, key: bytes, parts: _CapsParts | None) -> None:
+        """Share ``parts`` with later documents of ``key``; None: parse those every time."""
+        self._caps[key] = parts
+
     def parse(self, el: Any, cpu_type: str, source: str) -> CpuDef:
         key = (cpu_type, etree.tostring(el))
         hit = self._cache.get(key)
@@ -305,7 +313,7 @@ def build_host(
     """
     src = f"{source}capabilities.xml"
     key = _caps_key(capabilities) if cache is not None else None
-    parts = cache._caps.get(key[0]) if cache is not None and key is not None else None
+    parts = cache.caps_parts(key[0]) if cache is not None and key is not None else None
     root = None
     if parts is not None and key is not None:
         cpu, host_uuid = parts.cpu, key[1]
@@ -325,7 +333,7 @@ def build_host(
         if cache is not None and key is not None:
             # Only when the one <uuid> of the document is the host's UUID do
             # documents differing in it alone share what was parsed here.
-            cache._caps[key[0]] = parts if key[1] == host_uuid else None
+            cache.remember_caps(key[0], parts if key[1] == host_uuid else None)
     assert parts is not None
     cells = _cells(parts.layout, free_mem, free_pages)
     dc = None
