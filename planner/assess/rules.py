@@ -526,7 +526,7 @@ def parse_version(v: str) -> tuple[int, ...] | None:
 
 def version_older(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Verdict:
     r = "version-older"
-    problems: list[str] = []
+    problems: list[tuple[Status, str]] = []
     missing: list[str] = []
     for what, a, b, status in (("QEMU", src.qemu_version, dst.qemu_version, BLOCKED),
                                ("libvirt", src.libvirt_version, dst.libvirt_version, WARN)):
@@ -538,14 +538,14 @@ def version_older(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> V
             missing.append(f"{what} version ({a!r} / {b!r} unparsable)")
             continue
         if vb < va:
-            problems.append(f"{status}:{what} {b} on {dst.name} is older than {a} on {src.name}")
-    if any(x.startswith(BLOCKED) for x in problems):
+            problems.append((status, f"{what} {b} on {dst.name} is older than {a} on {src.name}"))
+    said = "; ".join(msg for _, msg in problems)
+    if any(status == BLOCKED for status, _ in problems):
         # Nova refuses too (DestinationHypervisorTooOld): QEMU cannot load state
         # from a newer QEMU reliably.
-        return _v(r, BLOCKED, "older",
-                  "; ".join(x.split(":", 1)[1] for x in problems))
+        return _v(r, BLOCKED, "older", said)
     if problems:
-        return _v(r, WARN, "older-libvirt", "; ".join(x.split(":", 1)[1] for x in problems))
+        return _v(r, WARN, "older-libvirt", said)
     if missing:
         return _v(r, UNKNOWN, "unknown", "not in the snapshot: " + ", ".join(missing))
     return _v(r, OK, "ok", "destination versions not older")
