@@ -241,6 +241,15 @@ def render_drain_plan(plan: Any, unread: dict[str, str]) -> str:
     return out
 
 
+def render_drain_results(result: Any, host: str) -> str:
+    """What happened to each guest of a drain, the ones never started included."""
+    return render_table(["guest", "result", "on", "seconds", "message"],
+                        [[o.guest, o.status, o.on, f"{o.duration_s:.1f}", o.message]
+                         for o in result.outcomes]
+                        + [[g, "not started", host, "-", "stopped before its wave"]
+                           for g in result.not_started])
+
+
 @click.command("drain")
 @click.argument("host", metavar="HOST")
 @hosts_options
@@ -329,12 +338,7 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_paralle
         msg = (f"{len(result.migrated)} migrated, {len(result.failed)} failed (still on {name}), "
                f"{len(result.not_started)} not started, {len(plan.stuck)} cannot move")
         if fmt != "json":
-            emit(render_table(["guest", "result", "on", "seconds", "message"],
-                              [[o.guest, o.status, o.on, f"{o.duration_s:.1f}", o.message]
-                               for o in result.outcomes]
-                              + [[g, "not started", name, "-", "stopped before its wave"]
-                                 for g in result.not_started]))
-            emit(f"summary: {msg}\n")
+            emit(render_drain_results(result, name) + f"summary: {msg}\n")
         if code == 4:
             raise MigrationFailed(f"drain of {name} incomplete: {msg}")
     if code == 3:
