@@ -57,6 +57,34 @@ class HostDev:
 
 
 @dataclass(frozen=True)
+class NovaInstance:
+    """A guest's ``<nova:instance>`` metadata in its domain XML (written by nova-compute).
+
+    Nova writes it at boot and rewrites it on resize and rebuild
+    (``nova/virt/libvirt/config.py`` ``LibvirtConfigGuestMetaNovaInstance``); libvirt keeps
+    it across live migrations.  Memory and swap in MiB, disks in GB, as Nova's flavor says.
+    """
+
+    uuid: str | None  # the server's UUID (libvirt's domain UUID equals it)
+    name: str | None  # the server's display name
+    flavor: str | None = None
+    flavor_memory_mib: int | None = None
+    flavor_vcpus: int | None = None
+    flavor_disk_gb: int | None = None
+    project_id: str | None = None
+    project_name: str | None = None
+    root_type: str | None = None  # "image" | "volume"
+    namespace: str | None = None  # e.g. "http://openstack.org/xmlns/libvirt/nova/1.1"
+    package: str | None = None  # the nova-compute version that wrote it, e.g. "26.2.2"
+    creation_time: str | None = None  # "2026-12-02 13:40:05" (UTC, as Nova writes it)
+    flavor_swap_mib: int | None = None
+    flavor_ephemeral_gb: int | None = None
+    user_id: str | None = None
+    user_name: str | None = None
+    root_id: str | None = None  # the image's (or boot volume's) UUID
+
+
+@dataclass(frozen=True)
 class Domain:
     name: str
     uuid: str | None
@@ -78,6 +106,7 @@ class Domain:
     hostdevs: tuple[HostDev, ...] = ()
     tsc_frequency: int | None = None  # <clock><timer name='tsc' frequency=...>
     host: str = ""  # name of the host the snapshot found it on
+    nova: NovaInstance | None = None  # <metadata><nova:instance>: a guest Nova manages
 
 
 @dataclass(frozen=True)
@@ -111,21 +140,6 @@ class Host:
 
 
 @dataclass(frozen=True)
-class NovaInstance:
-    """A guest's ``<nova:instance>`` metadata in its domain XML (written by nova-compute)."""
-
-    uuid: str | None  # the server's UUID (libvirt's domain UUID equals it)
-    name: str | None  # the server's display name
-    flavor: str | None = None
-    flavor_memory_mib: int | None = None
-    flavor_vcpus: int | None = None
-    flavor_disk_gb: int | None = None
-    project_id: str | None = None
-    project_name: str | None = None
-    root_type: str | None = None  # "image" | "volume"
-
-
-@dataclass(frozen=True)
 class NovaService:
     """One nova-compute service (``GET /os-services``)."""
 
@@ -135,6 +149,32 @@ class NovaService:
     status: str | None = None  # "enabled" | "disabled"
     disabled_reason: str | None = None
     forced_down: bool | None = None
+    id: str | None = None  # a UUID from compute API 2.53 on, a number before
+    binary: str = "nova-compute"
+    updated_at: str | None = None
+
+
+@dataclass(frozen=True)
+class NovaHypervisor:
+    """One hypervisor (``GET /os-hypervisors/detail``): the libvirt host behind a service."""
+
+    hostname: str  # hypervisor_hostname: what libvirt's virConnectGetHostname said
+    host: str | None = None  # service host (the compute's ``[DEFAULT] host``)
+    id: str | None = None
+    host_ip: str | None = None  # the compute's ``my_ip``
+    state: str | None = None  # "up" | "down"
+    status: str | None = None  # "enabled" | "disabled"
+    hypervisor_type: str | None = None  # "QEMU"
+    hypervisor_version: int | None = None  # 7002022 for QEMU 7.2.22
+
+
+@dataclass(frozen=True)
+class NovaZone:
+    """One availability zone (``GET /os-availability-zone/detail``) and its compute hosts."""
+
+    name: str
+    available: bool | None = None
+    hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +183,7 @@ class NovaAggregate:
     hosts: tuple[str, ...]
     availability_zone: str | None = None
     metadata: tuple[tuple[str, str], ...] = ()  # sorted (key, value)
+    id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +205,12 @@ class NovaServer:
     flavor_disk_gb: int | None = None
     extra_specs: tuple[tuple[str, str], ...] = ()  # sorted (key, value): hw:*, trait:*, pci_passthrough:alias
     image_properties: tuple[tuple[str, str], ...] = ()  # sorted: hw_cpu_*, traits_required, ...
+    hypervisor_hostname: str | None = None  # OS-EXT-SRV-ATTR:hypervisor_hostname
+    image_id: str | None = None  # None for a server booted from a volume
+    power_state: int | None = None  # OS-EXT-STS:power_state (1 running, 4 shutdown, ...)
+    flavor_swap_mib: int | None = None
+    flavor_ephemeral_gb: int | None = None
+    locked: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -171,10 +218,22 @@ class NovaFacts:
     """Everything a snapshot's ``nova.json`` says (no credentials, never a token)."""
 
     cloud: str | None = None  # the clouds.yaml entry it came from
-    compute_api_version: str | None = None
+    compute_api_version: str | None = None  # the microversion the reads used, e.g. "2.93"
     services: tuple[NovaService, ...] = ()
     aggregates: tuple[NovaAggregate, ...] = ()
     servers: tuple[NovaServer, ...] = ()
+    hypervisors: tuple[NovaHypervisor, ...] = ()
+    zones: tuple[NovaZone, ...] = ()
+    region: str | None = None
+    auth_url: str | None = None  # keystone's URL (never user, password or token)
+
+    def server(self, key: str) -> NovaServer | None:
+        """A server by UUID, name or libvirt domain name (first match, in that order)."""
+        for attr in ("id", "name", "instance_name"):
+            for s in self.servers:
+                if getattr(s, attr) == key:
+                    return s
+        return None
 
 
 @dataclass(frozen=True)

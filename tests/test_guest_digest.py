@@ -117,7 +117,8 @@ def _mutations(d: dict) -> list[tuple[str, object]]:
                   9: [[[0]], [["0", [1]]], "x"], 10: [[-1], ["1"]], 12: [[True]],
                   13: [[[0, [0]]]], 14: [[0.5]], 15: [[["vda"]], [[1, "disk", "file", None, None,
                                                                   None, False, False]]],
-                  16: [[["pci"]], [[None, None]]], 17: ["1"]}
+                  16: [[["pci"]], [[None, None]]], 17: ["1"],
+                  18: [{}, ["x"], [1] * 16, ["n", "f", "128"] + [None] * 13]}
     for i, values in bad_fields.items():
         for v in values:
             m = copy.deepcopy(d)
@@ -178,15 +179,20 @@ def test_the_digest_covers_every_field_the_parser_fills():
     DIGEST_VERSION bumped), or loads from digests would lack it."""
     from dataclasses import fields
 
-    from planner.model import Disk, Domain, HostDev
+    from planner.model import Disk, Domain, HostDev, NovaInstance
 
     # from domains.json / the loader: persistent, host; never parsed: size_bytes
     assert [f.name for f in fields(Domain)] == [
         "name", "uuid", "state", "persistent", "memory_kib", "vcpus", "cpu", "machine", "arch",
         "domain_type", "vcpupin", "emulatorpin", "numatune_mode", "numatune_nodes",
-        "vnuma_cells", "hugepages_kib", "disks", "hostdevs", "tsc_frequency", "host"]
+        "vnuma_cells", "hugepages_kib", "disks", "hostdevs", "tsc_frequency", "host", "nova"]
+    # uuid: the domain's
+    assert [f.name for f in fields(NovaInstance)] == [
+        "uuid", "name", "flavor", "flavor_memory_mib", "flavor_vcpus", "flavor_disk_gb",
+        "project_id", "project_name", "root_type", "namespace", "package", "creation_time",
+        "flavor_swap_mib", "flavor_ephemeral_gb", "user_id", "user_name", "root_id"]
     assert [f.name for f in fields(Disk)] == [
         "target", "device", "source_type", "source", "protocol", "pool", "readonly",
         "shareable", "size_bytes"]
     assert [f.name for f in fields(HostDev)] == ["kind", "address"]
-    assert DIGEST_VERSION == 1
+    assert DIGEST_VERSION == 2

@@ -9,7 +9,7 @@ from typing import Any
 from lxml import etree
 
 from planner.errors import InputError
-from planner.model import Disk, Domain, HostDev
+from planner.model import Disk, Domain, HostDev, NovaInstance
 from planner.parse.guest import children, domain_from_root
 from planner.parse.host import CpuCache, document_root
 from planner.parse.xmlsafe import check_document
@@ -24,7 +24,16 @@ from planner.parse.xmlsafe import check_document
 # longer matches and is parsed; a digest of another version or of a wrong
 # shape is ignored and the XML parsed.  See docs/snapshot.md.
 
-DIGEST_VERSION = 1
+DIGEST_VERSION = 2  # 2: the <nova:instance> metadata (field 18)
+
+# NovaInstance's fields in digest order: (name, kind) with kind "s" (str or None) or "i" (int
+# or None).  The digest stores them as a list in this order, or null for a guest Nova does not
+# manage.  Not its uuid: that is the domain's (field 1, or domains.json's), as when parsing.
+_NOVA_FIELDS = (("name", "s"), ("flavor", "s"), ("flavor_memory_mib", "i"),
+                ("flavor_vcpus", "i"), ("flavor_disk_gb", "i"), ("project_id", "s"),
+                ("project_name", "s"), ("root_type", "s"), ("namespace", "s"), ("package", "s"),
+                ("creation_time", "s"), ("flavor_swap_mib", "i"), ("flavor_ephemeral_gb", "i"),
+                ("user_id", "s"), ("user_name", "s"), ("root_id", "s"))
 
 
 def domain_digest(xml: bytes, source: str = "domain.xml") -> dict[str, Any] | None:
@@ -49,7 +58,8 @@ def domain_digest(xml: bytes, source: str = "domain.xml") -> dict[str, Any] | No
               [[k.target, k.device, k.source_type, k.source, k.protocol, k.pool, k.readonly,
                 k.shareable] for k in d.disks],
               [[h.kind, h.address] for h in d.hostdevs],
-              d.tsc_frequency],
+              d.tsc_frequency,
+              None if d.nova is None else [getattr(d.nova, f) for f, _k in _NOVA_FIELDS]],
     }
 
 
@@ -97,6 +107,16 @@ def _bool(x: Any) -> bool:
     return x
 
 
+def _nova(x: Any, uuid: str | None) -> NovaInstance | None:
+    if x is None:
+        return None
+    if type(x) is not list or len(x) != len(_NOVA_FIELDS):
+        raise _Bad
+    values: dict[str, Any] = {f: (_ostr(v) if k == "s" else _oint(v))
+                              for (f, k), v in zip(_NOVA_FIELDS, x, strict=True)}
+    return NovaInstance(uuid=uuid, **values)
+
+
 def domain_from_digest(digest: Any, xml: bytes, source: str, *, host: str = "",
                        meta: Mapping[str, Any] | None = None,
                        cache: CpuCache | None = None) -> Domain | None:
@@ -111,7 +131,7 @@ def domain_from_digest(digest: Any, xml: bytes, source: str, *, host: str = "",
         return None
     try:
         f = digest["d"]
-        if type(f) is not list or len(f) != 18:
+        if type(f) is not list or len(f) != 19:
             raise _Bad
         cpu_key = _ostr(f[5])
         cpu = None
@@ -123,9 +143,10 @@ def domain_from_digest(digest: Any, xml: bytes, source: str, *, host: str = "",
         name, xml_state = _str(f[0]), _str(f[2])
         if not name:
             raise _Bad
+        uuid = _ostr(f[1]) or meta.get("uuid")
         return Domain(
             name=name,
-            uuid=_ostr(f[1]) or meta.get("uuid"),
+            uuid=uuid,
             state=meta.get("state") or xml_state,
             persistent=meta.get("persistent"),
             memory_kib=_nat(f[3]),
@@ -147,6 +168,7 @@ def domain_from_digest(digest: Any, xml: bytes, source: str, *, host: str = "",
             hostdevs=tuple(HostDev(_str(k), _ostr(a)) for k, a in _rows(f[16], 2)),
             tsc_frequency=_oint(f[17]),
             host=host,
+            nova=_nova(f[18], uuid),
         )
     except (_Bad, InputError, KeyError, TypeError, ValueError):
         return None

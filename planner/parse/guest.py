@@ -12,6 +12,7 @@ from planner.cpu.parse import parse_cpu_element
 from planner.errors import InputError
 from planner.model import Disk, Domain, HostDev
 from planner.parse.host import CpuCache, document_root
+from planner.parse.nova import nova_instance
 from planner.parse.units import element_kib, parse_cpuset, parse_int, to_kib
 
 # --- guests --------------------------------------------------------------------------------
@@ -107,7 +108,7 @@ def _disks(disks: list[Any]) -> tuple[Disk, ...]:
 
 # Children of <domain> that parse_domain reads; one pass over the root collects them.
 _DOMAIN_TAGS = frozenset({"name", "uuid", "memory", "vcpu", "cpu", "os", "cputune", "numatune",
-                          "memoryBacking", "clock", "devices"})
+                          "memoryBacking", "clock", "devices", "metadata"})
 
 
 def children(el: Any, tags: frozenset[str]) -> dict[str, list[Any]]:
@@ -229,9 +230,11 @@ def domain_from_root(root: Any, source: str, host: str, meta: Mapping[str, Any] 
         if tsc is not None and tsc.get("frequency") else None
     dev_els = kids.get("devices")
     disks, hostdevs = _devices(dev_els[0]) if dev_els else ((), ())
+    uuid = _findtext(kids.get("uuid")) or meta.get("uuid")
+    md_els = kids.get("metadata")
     return Domain(
         name=name,
-        uuid=_findtext(kids.get("uuid")) or meta.get("uuid"),
+        uuid=uuid,
         state=state,
         persistent=meta.get("persistent"),
         memory_kib=element_kib(mem_el, source, "memory"),
@@ -250,4 +253,5 @@ def domain_from_root(root: Any, source: str, host: str, meta: Mapping[str, Any] 
         hostdevs=hostdevs,
         tsc_frequency=tsc_freq,
         host=host,
+        nova=nova_instance(md_els[0], uuid, source) if md_els else None,
     )

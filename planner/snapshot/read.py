@@ -14,7 +14,8 @@ built from the digest; every other document is parsed in full (hardened,
 repeats across hosts (host CPUs, domcapabilities, capabilities but for their
 UUID, guest ``<cpu>`` elements) is parsed once per load; above
 ``PARALLEL_MIN_HOSTS`` hosts, worker processes load chunks of hosts.
-``benchmarks/bench_inventory_load.py`` measures it.
+``benchmarks/bench_inventory_load.py`` measures it.  ``nova.json``, when present, becomes
+``Inventory.nova`` (``planner.snapshot.nova_json``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from planner.model import Domain, Host, Inventory, StoragePool
 from planner.parse.digest import domain_from_digest
 from planner.parse.guest import parse_domain
 from planner.parse.host import CpuCache, build_host, parse_pool
+from planner.snapshot.nova_json import parse_nova_json
 
 MAX_FILE = 64 * 1024 * 1024
 
@@ -390,5 +392,7 @@ def _load(root: Path) -> Inventory:
     if not hosts:
         extra = f" ({len(errors)} could not be collected)" if errors else ""
         raise InputError(f"{root}: the snapshot has no hosts{extra}")
+    nova_raw = _read_opt(root / "nova.json", f"{root}/nova.json")
+    nova = parse_nova_json(nova_raw, f"{root}/nova.json") if nova_raw is not None else None
     return Inventory(hosts=tuple(hosts), collected_at=collected_at, source=str(root),
-                     errors=tuple(errors))
+                     errors=tuple(errors), nova=nova)

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from planner.errors import UsageError
+from planner.model import NovaFacts
 from planner.parse.digest import domain_digest
+from planner.snapshot.nova_json import nova_json
 
 SNAPSHOT_FORMAT = "migplan-snapshot/1"
 
@@ -102,6 +104,11 @@ def write_host(d: Path, raw: dict[str, Any], uri: str) -> int:
         guests = len(index)
     _write(d / "host.json", _json(facts))
     return guests
+
+
+def write_nova(d: Path, facts: NovaFacts) -> None:
+    """``nova.json`` (what Nova said; docs/snapshot.md) into the snapshot being built in ``d``."""
+    _write(d / "nova.json", nova_json(facts))
 
 
 def check_out_dir(out_dir: Path) -> None:

@@ -17,6 +17,7 @@ from planner.cpu.cpudef import CpuDef
 from planner.cpu.parse import parse_cpu_element
 from planner.errors import InputError
 from planner.model import Disk, Domain, Host, HostDev, NumaCell, PageSize, StoragePool
+from planner.parse.nova import nova_instance
 from planner.parse.xmlsafe import parse_document
 
 #: Pool types whose volumes every host of a cluster sees (a guest on them
@@ -455,9 +456,12 @@ def parse_domain(xml: bytes, source: str, *, host: str = "",
     tsc_freq = _int(tsc.get("frequency"), source, "TSC frequency") \
         if tsc is not None and tsc.get("frequency") else None
     devices = root.find("devices")
+    uuid = root.findtext("uuid") or meta.get("uuid")
+    # <nova:instance> came after the fast loader: the one parser of it is shared
+    metadata = root.find("metadata")
     return Domain(
         name=name,
-        uuid=root.findtext("uuid") or meta.get("uuid"),
+        uuid=uuid,
         state=state,
         persistent=meta.get("persistent"),
         memory_kib=_kib(mem_el, source, "memory"),
@@ -476,4 +480,5 @@ def parse_domain(xml: bytes, source: str, *, host: str = "",
         hostdevs=_hostdevs(devices) if devices is not None else (),
         tsc_frequency=tsc_freq,
         host=host,
+        nova=nova_instance(metadata, uuid, source) if metadata is not None else None,
     )
