@@ -77,3 +77,14 @@ def test_nova_metadata_survives_the_digest(xml):
     truth = parse_domain(xml, "g.xml", host="h")
     assert truth.nova is not None
     assert domain_from_digest(domain_digest(xml), xml, "g.xml", host="h") == truth
+
+
+def test_a_real_nova_compute_domain_xml_names_its_server():
+    xml = (DATA / "instance-00000001.xml").read_bytes()
+    d = parse_domain(xml, "instance-00000001.xml")
+    assert d.name == "instance-00000001"
+    assert d.nova is not None and d.nova.uuid == d.uuid == "dc0ba7f5-fae9-480e-8bf7-06be2a4a883e"
+    assert (d.nova.name, d.nova.flavor, d.nova.flavor_memory_mib, d.nova.flavor_vcpus,
+            d.nova.flavor_disk_gb, d.nova.root_type, d.nova.package, d.nova.project_name) == \
+        ("lab1-vm1", "m1.lab", 128, 1, 1, "image", "26.2.2", "admin")
+    assert d.memory_kib == 128 * 1024 and d.vcpus == 1

@@ -171,6 +171,25 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def environ(pid: int) -> str:
+    """The environment a process started with (NUL-separated entries joined by newlines)."""
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().replace(b"\0", b"\n").decode(
+            errors="replace")
+    except OSError:
+        return ""
+
+
+def start_time(pid: int) -> int | None:
+    """When the process started (clock ticks since boot, /proc/PID/stat field 22): with the
+    pid, what tells a recorded process from a later one that got the same pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[-1].split()[19])
+
+
 def pid_alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -244,3 +263,60 @@ def kill_and_wait(pid: int, timeout: float = STOP_TIMEOUT) -> None:
                 return
             time.sleep(0.1)
     raise LabError(f"process {pid} ({cmdline(pid).strip()}) did not stop after SIGKILL")
+
+
+# ---- services in their own process groups (the Nova lab) ---------------------------------------
+
+
+def start_session(argv: list[str], log: Path, env: dict[str, str] | None = None,
+                  cwd: Path | str = "/") -> subprocess.Popen[bytes]:
+    """Start ``argv`` as the leader of a new session (its pid is its process group id), with
+    stdin from /dev/null and stdout/stderr appended to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out = open(log, "ab")  # noqa: SIM115 - handed to the process
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                cwd=cwd)
+    except FileNotFoundError:
+        raise LabError(f"{argv[0]} not found") from None
+    finally:
+        out.close()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid`` (uwsgi workers, beam.smp, privsep helpers)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        # fields after the command: state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            out.append(int(entry.name))
+    return out
+
+
+def stop_groups(pgids: list[int], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM each process group, wait up to ``timeout`` for all of them, then SIGKILL what is
+    left and wait again.  Only groups whose leader was started by the lab are passed here."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = [g for g in pgids if group_members(g)]
+        for g in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(g, sig)
+        deadline = time.monotonic() + timeout
+        while alive and time.monotonic() < deadline:
+            for g in alive:
+                reap(g)
+            alive = [g for g in alive if group_members(g)]
+            if alive:
+                time.sleep(0.2)
+        if not alive:
+            return
+    left = {g: group_members(g) for g in pgids if group_members(g)}
+    raise LabError(f"process groups did not stop after SIGKILL: {left}")
