@@ -96,6 +96,58 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         atexit.unregister(stop)
 
 
+# ---- the Nova lab (planner.lab.nova; addresses and helpers in tests/nova_lab.py) -------------
+
+
+@pytest.fixture(scope="session")
+def nova_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A running Nova lab for the whole session: 2 hosts (lab1, lab2) with one server each,
+    control plane on 127.0.0.$MIGPLAN_TEST_NOVA_IP (default 120).
+
+    Yields the ``planner.lab.nova.NovaLab``; ``.clouds_yaml`` is its clouds.yaml (cloud
+    ``migplan-lab``), ``.lab.uris()`` the libvirt hosts.  Installs the Debian packages it
+    needs when missing (skips, saying why, only when apt cannot); torn down at the end of
+    the session, and by an atexit guard should the session end abruptly.
+    """
+    from nova_lab import (
+        NOVA_CONTROL,
+        NOVA_FIRST_HOST_IP,
+        NOVA_HOSTS,
+        NOVA_SERVERS_PER_HOST,
+        nova_lab_unavailable_reason,
+    )
+
+    reason = lab_unavailable_reason() or nova_lab_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    from planner.lab.nova import NovaLab
+    from planner.lab.nova_packages import install_missing
+    from planner.lab.process import LabError
+
+    state = tmp_path_factory.mktemp("nova") / "state"
+    try:
+        install_missing(state.parent / "apt.log")
+    except LabError as err:
+        pytest.skip(f"the Nova lab's Debian packages cannot be installed here: {err}")
+    the_lab = NovaLab(state, hosts=NOVA_HOSTS, guests=NOVA_SERVERS_PER_HOST,
+                      first_ip=NOVA_FIRST_HOST_IP, control=NOVA_CONTROL)
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            the_lab.down()
+
+    atexit.register(stop)
+    try:
+        the_lab.up()
+        yield the_lab
+    finally:
+        stop()
+        atexit.unregister(stop)
+
+
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="Rewrite tests/golden/ from the current output (review the diff).")
