@@ -61,6 +61,9 @@ def _endpoint(err: BaseException, fallback: str) -> str:
 
 def _translate(err: BaseException, what: str, where: str) -> NovaError:
     """One line for a failure of ``what`` (e.g. "list hypervisors") at ``where`` (a URL)."""
+    inner = err.__cause__ or err.__context__
+    if type(err) is sdk.SDKException and isinstance(inner, ksa.ClientException):
+        err = inner  # Connection.authorize wraps keystoneauth's error in a bare SDKException
     if isinstance(err, ksa.Unauthorized) or (isinstance(err, sdk.HttpException)
                                              and err.status_code == 401):
         return NovaError(f"{what}: keystone at {where} refused the credentials (HTTP 401: "

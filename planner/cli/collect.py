@@ -7,6 +7,7 @@ import signal
 import click
 
 from planner.cli.output import emit, read_input, render_table
+from planner.collect.nova import DEFAULT_NOVA_URI_TEMPLATE, nova_targets, read_cloud
 from planner.collect.run import DEFAULT_TIMEOUT, DEFAULT_WORKERS, HostEvent, collect
 from planner.collect.sources import (
     DEFAULT_URI_TEMPLATE,
@@ -46,10 +47,15 @@ def _lab_targets() -> list[Target]:
 @click.option("--ansible-inventory", metavar="F",
               help="An Ansible inventory (INI or YAML, as kolla-/xavs-ansible write them).")
 @click.option("--group", metavar="G", help="The inventory group to collect (with its children).")
-@click.option("--uri-template", metavar="T", default=DEFAULT_URI_TEMPLATE, show_default=True,
-              help="How a hostname becomes a URI: {host} is the address (ansible_host when set), "
-                   "{name} the inventory name.")
+@click.option("--uri-template", metavar="T", default=None,
+              help="How a hostname becomes a URI: {host} is the address (ansible_host when set; "
+                   "a hypervisor's host_ip with --os-cloud), {name} the inventory or Nova host "
+                   f"name.  Default {DEFAULT_URI_TEMPLATE}; with --os-cloud the cloud entry's "
+                   f"migplan mapping, else {DEFAULT_NOVA_URI_TEMPLATE}.")
 @click.option("--lab", is_flag=True, help="Collect from the hosts of `migplan lab up`.")
+@click.option("--os-cloud", "os_cloud", metavar="NAME",
+              help="Read Nova (clouds.yaml / OS_* as the openstack CLI does) into nova.json, "
+                   "then collect every nova-compute host's libvirt.")
 @click.option("--out", "out", metavar="DIR", required=True,
               help="New snapshot directory (must not exist, or be empty).")
 @click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="S",
@@ -57,8 +63,8 @@ def _lab_targets() -> list[Target]:
 @click.option("--workers", type=int, default=DEFAULT_WORKERS, show_default=True, metavar="N",
               help="Hosts read in parallel.")
 def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory: str | None,
-                group: str | None, uri_template: str, lab: bool, out: str, timeout: float,
-                workers: int) -> None:
+                group: str | None, uri_template: str | None, lab: bool, os_cloud: str | None,
+                out: str, timeout: float, workers: int) -> None:
     """Collect capabilities, guests and resources of every host into a snapshot.
 
     Read-only: nothing changes on any host.  Each host's raw XML is stored as
@@ -71,22 +77,32 @@ def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory
       migplan collect qemu+ssh://root@cn1/system qemu+ssh://root@cn2/system --out snap
       migplan collect --ansible-inventory multinode --group compute --out snap
       migplan collect --hosts-file hosts.txt --uri-template 'qemu+tcp://{host}/system' --out snap
+      migplan collect --os-cloud mycloud --out snap        # Nova, then each compute's libvirt
     """
     if group and not ansible_inventory:
         raise UsageError("--group needs --ansible-inventory")
     if ansible_inventory and not group:
         raise UsageError("--ansible-inventory needs --group (e.g. --group compute)")
     targets: list[Target] = from_uris(list(uris))
+    template = uri_template or DEFAULT_URI_TEMPLATE
     if hosts_file:
-        targets += parse_hosts_file(_text(hosts_file), hosts_file, uri_template)
+        targets += parse_hosts_file(_text(hosts_file), hosts_file, template)
     if ansible_inventory and group:
         targets += parse_ansible_inventory(_text(ansible_inventory), ansible_inventory, group,
-                                           uri_template)
+                                           template)
     if lab:
         targets += _lab_targets()
+    nova = None
+    if os_cloud:
+        click.echo(f"reading Nova (cloud {os_cloud})", err=True)
+        nova, extra = read_cloud(os_cloud)
+        targets += nova_targets(nova, extra, uri_template)
+        click.echo(f"Nova: {len(nova.services)} compute services, {len(nova.servers)} servers",
+                   err=True)
     targets = dedupe(targets)
     if not targets:
-        raise UsageError("no hosts: give URIs, --hosts-file, --ansible-inventory/--group or --lab")
+        raise UsageError("no hosts: give URIs, --hosts-file, --ansible-inventory/--group, --lab "
+                         "or --os-cloud (a cloud without compute services has none)")
 
     total = len(targets)
     done = 0
@@ -107,7 +123,7 @@ def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory
 
     # SIGTERM unwinds like Ctrl-C, so the half-written snapshot is removed.
     signal.signal(signal.SIGTERM, _terminate)
-    result = collect(targets, out, timeout=timeout, workers=workers, progress=progress)
+    result = collect(targets, out, timeout=timeout, workers=workers, progress=progress, nova=nova)
     rows = [[h.name, h.status, h.guests, f"{h.duration:.2f}s",
              h.error or (f"{len(h.warnings)} reads failed, see manifest.json"
                          if h.warnings else "")] for h in result.hosts]

@@ -28,6 +28,7 @@ from typing import Any, Protocol, TypeVar
 from planner import __version__
 from planner.collect.sources import Target, redact_uri, uri_host
 from planner.errors import HostError, InputError, MigplanError, PartialError, UsageError
+from planner.model import NovaFacts
 from planner.parse.host import caps_summary
 from planner.snapshot.write import (
     SNAPSHOT_FORMAT,
@@ -36,6 +37,7 @@ from planner.snapshot.write import (
     safe_name,
     unique_name,
     write_host,
+    write_nova,
 )
 
 DEFAULT_TIMEOUT = 60.0
@@ -233,12 +235,14 @@ def collect(
     workers: int = DEFAULT_WORKERS,
     progress: Callable[[HostEvent], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    nova: NovaFacts | None = None,
 ) -> CollectResult:
     """Collect every target into a new snapshot directory ``out_dir``.
 
     One host's failure (unreachable, auth refused, timeout, broken answer) is
     recorded in the manifest and the others are collected; the caller decides
-    what a partial result means (``CollectResult.raise_if_partial``).
+    what a partial result means (``CollectResult.raise_if_partial``).  ``nova``
+    (what Nova said, read before the hosts) is written as the snapshot's nova.json.
     """
     if not targets:
         raise UsageError("no hosts to collect: give URIs, --hosts-file, --ansible-inventory or --lab")
@@ -290,6 +294,8 @@ def collect(
             "duration_s": round(duration, 3),
             "hosts": [h.manifest_entry() for h in hosts],
         }
+        if nova is not None:
+            write_nova(tmp, nova)
         publish(tmp, out, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
