@@ -128,6 +128,14 @@ def _str_map(d: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(out))
 
 
+def _find(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A find_* proxy call: the resource, or None when there is none."""
+    try:
+        return fn(*args, ignore_missing=False, **kwargs)
+    except sdk.NotFoundException:
+        return None
+
+
 def _int_or_none(v: Any, empty: int | None = None) -> int | None:
     if v == "":
         return empty
@@ -253,15 +261,15 @@ class NovaCloud:
         idn = self.conn.identity
 
         def work() -> None:
-            proj = idn.find_project("service", domain_id="default") or \
+            proj = _find(idn.find_project, "service", domain_id="default") or \
                 idn.create_project(name="service", domain_id="default")
-            admin = idn.find_role("admin")
+            admin = _find(idn.find_role, "admin")
             for u in users:
-                user = idn.find_user(u, domain_id="default") or \
+                user = _find(idn.find_user, u, domain_id="default") or \
                     idn.create_user(name=u, password=password, domain_id="default")
                 idn.assign_project_role_to_user(proj, user, admin)
             for name, typ, url in endpoints:
-                svc = idn.find_service(name) or idn.create_service(name=name, type=typ)
+                svc = _find(idn.find_service, name) or idn.create_service(name=name, type=typ)
                 have = {e.interface for e in idn.endpoints(service_id=svc.id)}
                 for iface in ("public", "internal", "admin"):
                     if iface not in have:
@@ -275,7 +283,7 @@ class NovaCloud:
 
     def ensure_flavor(self, name: str, ram_mib: int, vcpus: int, disk_gb: int) -> str:
         def work() -> str:
-            f = self.conn.compute.find_flavor(name)
+            f = _find(self.conn.compute.find_flavor, name)
             f = f or self.conn.compute.create_flavor(name=name, ram=ram_mib, vcpus=vcpus,
                                                      disk=disk_gb)
             return str(f.id)
@@ -284,7 +292,7 @@ class NovaCloud:
 
     def ensure_image(self, name: str, path: str) -> str:
         def work() -> str:
-            img = self.conn.image.find_image(name)
+            img = _find(self.conn.image.find_image, name)
             img = img or self.conn.image.create_image(
                 name=name, filename=path, disk_format="raw", container_format="bare",
                 visibility="public", wait=True)
@@ -295,7 +303,7 @@ class NovaCloud:
     def boot(self, name: str, flavor_id: str, image_id: str, host: str) -> str:
         """Boot ``name`` on compute ``host`` without a network; returns its UUID."""
         def work() -> str:
-            existing = self.conn.compute.find_server(name, all_projects=True)
+            existing = _find(self.conn.compute.find_server, name, all_projects=True)
             if existing is not None:
                 return str(existing.id)
             s = self.conn.compute.create_server(name=name, flavor_id=flavor_id,

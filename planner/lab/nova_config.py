@@ -16,7 +16,7 @@ from pathlib import Path
 Sections = dict[str, dict[str, str]]
 
 # ports on the control address
-PORTS = {"mariadb": 3306, "rabbitmq": 5672, "rabbitmq-dist": 25672, "keystone": 5000,
+PORTS = {"mariadb": 3306, "rabbitmq": 5672, "keystone": 5000,
          "glance-api": 9292, "placement": 8778, "neutron-server": 9696, "nova-api": 8774}
 REGION = "RegionOne"
 SERVICE_USERS = ("nova", "placement", "glance", "neutron")
@@ -57,6 +57,14 @@ class NovaLabSpec:
         it is given): each lab needs its own port.  4369 (the default) for 127.0.0.1."""
         last = int(self.control.rsplit(".", 1)[1])
         return 4369 if self.control == "127.0.0.1" else 40000 + last
+
+    @property
+    def dist_port(self) -> int:
+        """RabbitMQ's distribution port listens on the control address only, but RabbitMQ
+        refuses to start when that port is taken on any address: each lab needs its own.
+        25672 (the default) for 127.0.0.1."""
+        last = int(self.control.rsplit(".", 1)[1])
+        return 25672 if self.control == "127.0.0.1" else 41000 + last
 
     def url(self, service: str, path: str = "") -> str:
         return f"http://{self.control}:{PORTS[service]}{path}"
@@ -214,7 +222,7 @@ def rabbitmq_env(s: NovaLabSpec) -> dict[str, str]:
             "RABBITMQ_CONFIG_FILE": str(r / "rabbitmq.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(r / "enabled_plugins"),
             "RABBITMQ_PID_FILE": str(s.root / "run" / "rabbitmq.pid"),
-            "RABBITMQ_DIST_PORT": str(PORTS["rabbitmq-dist"]),
+            "RABBITMQ_DIST_PORT": str(s.dist_port),
             # the distribution port on the control address only; epmd on the lab's own port
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"-kernel inet_dist_use_interface {{{ip}}}",
             "ERL_EPMD_ADDRESS": s.control, "ERL_EPMD_PORT": str(s.epmd_port),
