@@ -42,6 +42,14 @@ class MigrationFailed(MigplanError):
     exit_code = 4
 
 
+class GuestLost(MigplanError):
+    """Where the guest runs could not be confirmed after a migration: it runs nowhere, on
+    both hosts, or Nova and libvirt disagree (or could not be asked).  Nothing is assumed:
+    the message says what each side reported."""
+
+    exit_code = 6
+
+
 class PartialError(MigplanError):
     """Some hosts could not be collected; the others were."""
 

@@ -214,6 +214,36 @@ class NovaServer:
 
 
 @dataclass(frozen=True)
+class NovaMigration:
+    """One migration record of a server (``GET /servers/{id}/migrations`` while it runs,
+    ``GET /os-migrations?instance_uuid=`` for good); sizes in bytes as Nova reports them."""
+
+    id: int
+    status: str  # accepted, queued, preparing, running, post-migrating, completed, error, ...
+    migration_type: str | None = None  # live-migration, migration, resize, evacuation
+    source_compute: str | None = None
+    dest_compute: str | None = None
+    created_at: str | None = None
+    memory_total: int | None = None  # only while in progress (the server's migrations)
+    memory_processed: int | None = None
+    memory_remaining: int | None = None
+    disk_total: int | None = None
+    disk_processed: int | None = None
+    disk_remaining: int | None = None
+
+
+@dataclass(frozen=True)
+class NovaEvent:
+    """One event of an instance action (``GET /servers/{id}/os-instance-actions/{req}``)."""
+
+    event: str  # e.g. compute_check_can_live_migrate_destination
+    result: str | None  # Success | Error | None while it runs
+    host: str | None = None
+    details: str | None = None  # the failure's message (compute API 2.84)
+    traceback: str | None = None  # admins only
+
+
+@dataclass(frozen=True)
 class NovaFacts:
     """Everything a snapshot's ``nova.json`` says (no credentials, never a token)."""
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from planner.act.migrate import Outcome
-from planner.errors import InfeasibleError, MigplanError, MigrationFailed
+from planner.errors import GuestLost, InfeasibleError, MigplanError, MigrationFailed
 from planner.plan.drain import Assignment, DrainPlan
 
 
@@ -23,7 +23,7 @@ def guarded(guest: str, source: str, attempt: Callable[[], Outcome]) -> Outcome:
     except InfeasibleError as err:
         return Outcome(guest, "refused", source, str(err), 0.0)
     except MigplanError as err:
-        where = "?" if isinstance(err, MigrationFailed) else source
+        where = "?" if isinstance(err, MigrationFailed | GuestLost) else source
         return Outcome(guest, "error", where, str(err), 0.0)
 
 
@@ -75,8 +75,14 @@ def run_drain(plan: DrainPlan, migrate_one: Callable[[Assignment, threading.Even
 
 
 def summary_exit_code(result: DrainResult | None, plan: DrainPlan) -> int:
-    """4 when a migration failed (guest still on the host), 3 when guests cannot move."""
-    if result is not None and (result.failed or result.not_started):
-        return 4
-    return 0 if plan.complete else 3
-
+    """6 when a guest's place could not be confirmed, 4 when a migration failed (guest
+    still on the host) or a wave never started, 3 when guests cannot move or were refused."""
+    if result is not None:
+        if any(o.on == "?" for o in result.outcomes):
+            return GuestLost.exit_code
+        if result.not_started or any(o.status not in ("migrated", "refused")
+                                     for o in result.outcomes):
+            return MigrationFailed.exit_code
+        if any(o.status == "refused" for o in result.outcomes):
+            return InfeasibleError.exit_code
+    return 0 if plan.complete else InfeasibleError.exit_code

@@ -27,8 +27,10 @@ import openstack.exceptions as sdk
 from planner.errors import MigplanError, UsageError
 from planner.model import (
     NovaAggregate,
+    NovaEvent,
     NovaFacts,
     NovaHypervisor,
+    NovaMigration,
     NovaServer,
     NovaService,
     NovaZone,
@@ -142,6 +144,32 @@ def _int_or_none(v: Any, empty: int | None = None) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
+def _service(s: Any) -> NovaService:
+    return NovaService(host=s.host, binary=s.binary or "nova-compute",
+                       id=None if s.id is None else str(s.id), zone=s.availability_zone,
+                       state=s.state, status=s.status, disabled_reason=s.disabled_reason,
+                       forced_down=s.is_forced_down, updated_at=s.updated_at)
+
+
+def _server(s: Any, image_properties: tuple[tuple[str, str], ...]) -> NovaServer:
+    fl = s.flavor
+    image_id = (s.image or {}).get("id") if s.image else None
+    return NovaServer(
+        id=s.id, name=s.name, host=s.compute_host, instance_name=s.instance_name,
+        hypervisor_hostname=s.hypervisor_hostname, status=s.status,
+        vm_state=s.vm_state, task_state=s.task_state, power_state=s.power_state,
+        locked=s.is_locked, project_id=s.project_id,
+        availability_zone=s.availability_zone, image_id=image_id or None,
+        flavor_name=getattr(fl, "original_name", None) or getattr(fl, "name", None),
+        flavor_ram_mib=getattr(fl, "ram", None), flavor_vcpus=getattr(fl, "vcpus", None),
+        flavor_disk_gb=getattr(fl, "disk", None),
+        # Nova wrote swap as "" for none before 2.75
+        flavor_swap_mib=_int_or_none(getattr(fl, "swap", None), empty=0),
+        flavor_ephemeral_gb=getattr(fl, "ephemeral", None),
+        extra_specs=_str_map(getattr(fl, "extra_specs", None)),
+        image_properties=image_properties)
+
+
 class NovaCloud:
     """An authenticated connection; the reads collect makes, and the lab's few writes."""
 
@@ -167,11 +195,7 @@ class NovaCloud:
     def services(self) -> list[NovaService]:
         got = self._c("list compute services",
                       lambda: list(self.conn.compute.services(binary="nova-compute")))
-        return [NovaService(host=s.host, binary=s.binary or "nova-compute",
-                            id=None if s.id is None else str(s.id), zone=s.availability_zone,
-                            state=s.state, status=s.status, disabled_reason=s.disabled_reason,
-                            forced_down=s.is_forced_down, updated_at=s.updated_at)
-                for s in got]
+        return [_service(s) for s in got]
 
     def hypervisors(self) -> list[NovaHypervisor]:
         got = self._c("list hypervisors",
@@ -224,24 +248,10 @@ class NovaCloud:
         images: dict[str, tuple[tuple[str, str], ...]] = {}
         out = []
         for s in got:
-            fl = s.flavor
             image_id = (s.image or {}).get("id") if s.image else None
             if image_id and image_id not in images:
                 images[image_id] = self._image_properties(image_id)
-            out.append(NovaServer(
-                id=s.id, name=s.name, host=s.compute_host, instance_name=s.instance_name,
-                hypervisor_hostname=s.hypervisor_hostname, status=s.status,
-                vm_state=s.vm_state, task_state=s.task_state, power_state=s.power_state,
-                locked=s.is_locked, project_id=s.project_id,
-                availability_zone=s.availability_zone, image_id=image_id or None,
-                flavor_name=getattr(fl, "original_name", None) or getattr(fl, "name", None),
-                flavor_ram_mib=getattr(fl, "ram", None), flavor_vcpus=getattr(fl, "vcpus", None),
-                flavor_disk_gb=getattr(fl, "disk", None),
-                # Nova wrote swap as "" for none before 2.75
-                flavor_swap_mib=_int_or_none(getattr(fl, "swap", None), empty=0),
-                flavor_ephemeral_gb=getattr(fl, "ephemeral", None),
-                extra_specs=_str_map(getattr(fl, "extra_specs", None)),
-                image_properties=images.get(image_id or "", ())))
+            out.append(_server(s, images.get(image_id or "", ())))
         return out
 
     def facts(self) -> NovaFacts:
@@ -335,3 +345,205 @@ class NovaCloud:
 
     def close(self) -> None:
         self.conn.close()
+
+
+# ---- moving servers (planner.adapters.nova_migrate): migplan's writes to a cloud --------------
+
+#: The compute API microversions a move uses: from 2.25 (``block_migration: auto``; the
+#: pre-checks run after the 202, a refusal shows in the migration record) up to the highest
+#: migplan was tested with (Zed's 2.93), so a newer Nova's changed answers do not surprise it.
+MIN_MICROVERSION = (2, 25)
+MAX_MICROVERSION = (2, 93)
+
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+
+
+class NovaRefused(NovaError):
+    """Nova's API refused a request (HTTP 4xx): nothing changed.  ``str()`` quotes Nova."""
+
+
+def _migration(m: dict[str, Any]) -> NovaMigration:
+    def num(k: str) -> int | None:
+        v = m.get(k)
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+    return NovaMigration(
+        id=int(m["id"]), status=str(m.get("status") or "unknown"),
+        migration_type=m.get("migration_type") or ("live-migration" if "memory_total_bytes" in m
+                                                   else None),
+        source_compute=m.get("source_compute"), dest_compute=m.get("dest_compute"),
+        created_at=m.get("created_at"), memory_total=num("memory_total_bytes"),
+        memory_processed=num("memory_processed_bytes"),
+        memory_remaining=num("memory_remaining_bytes"), disk_total=num("disk_total_bytes"),
+        disk_processed=num("disk_processed_bytes"), disk_remaining=num("disk_remaining_bytes"))
+
+
+def _nova_message(err: sdk.HttpException) -> str:
+    """Nova's own words from an HTTP error (its JSON ``message``), in one line."""
+    text = (err.details or err.message or "").strip()
+    return " ".join(text.split()) or f"HTTP {err.status_code}"
+
+
+def negotiate(max_version: tuple[int, int] | None, cloud: str) -> str:
+    """The microversion a move uses: the cloud's highest up to MAX_MICROVERSION; below 2.25
+    a move is refused (``block_migration: auto`` and asynchronous pre-checks need it)."""
+    if max_version is None or tuple(max_version) < MIN_MICROVERSION:
+        have = f"goes up to {max_version[0]}.{max_version[1]}" if max_version else \
+            "has no microversions"
+        raise UsageError(f"cloud {cloud}: the compute API {have}; migplan moves servers through "
+                         "Nova from microversion 2.25 on (Nova 13, Mitaka): use the openstack "
+                         "CLI on this cloud")
+    mv = min(tuple(max_version), MAX_MICROVERSION)
+    return f"{mv[0]}.{mv[1]}"
+
+
+class NovaMover(NovaCloud):
+    """A ``NovaCloud`` that also moves servers: live migrations, their progress and abort,
+    the instance action's events, and disabling a compute service.  Every request names its
+    microversion (``negotiate``)."""
+
+    _microversion: str | None = None
+
+    def microversion(self) -> str:
+        if self._microversion is None:
+            data = self._c("discover the compute API",
+                           lambda: self.conn.compute.get_endpoint_data())
+            mv = getattr(data, "max_microversion", None)
+            self._microversion = negotiate(
+                (int(mv[0]), int(mv[1])) if mv else None, self.cloud or "?")
+        return self._microversion
+
+    def _send(self, what: str, method: str, path: str, refusals: tuple[int, ...] = (),
+              **kw: Any) -> Any:
+        """One request at the negotiated microversion; an HTTP status in ``refusals``
+        raises NovaRefused with Nova's words."""
+        mv = self.microversion()
+
+        def go() -> Any:
+            resp = getattr(self.conn.compute, method)(path, microversion=mv, **kw)
+            try:
+                sdk.raise_from_response(resp)
+            except sdk.HttpException as err:
+                if err.status_code in refusals:
+                    raise NovaRefused(_nova_message(err)) from None
+                raise
+            return resp
+
+        return self._c(what, go)
+
+    # ---- servers ---------------------------------------------------------------------------
+
+    def _servers(self, **query: Any) -> list[NovaServer]:
+        got = self._c("list servers", lambda: list(
+            self.conn.compute.servers(details=True, all_projects=True, **query)))
+        images: dict[str, tuple[tuple[str, str], ...]] = {}
+        out = []
+        for s in got:
+            image_id = (s.image or {}).get("id") if s.image else None
+            if image_id and image_id not in images:
+                images[image_id] = self._image_properties(image_id)
+            out.append(_server(s, images.get(image_id or "", ())))
+        return out
+
+    def server(self, server_id: str) -> NovaServer:
+        """The server as Nova says it is now, without its image's properties (raises
+        NovaError, kind notfound, when Nova has no such server)."""
+        return _server(self._c(f"show server {server_id}",
+                               lambda: self.conn.compute.get_server(server_id)), ())
+
+    def find_server(self, what: str) -> NovaServer:
+        """A server by UUID, by name (exactly), or by its libvirt name (instance name)."""
+        if _UUID_RE.match(what):
+            # filters are the SDK's names (id -> uuid, compute_host -> host); every answer
+            # is checked again here: an unknown filter would be dropped, not refused
+            got = [s for s in self._servers(id=what) if s.id == what.lower()]
+            if got:
+                return got[0]
+        # Nova's name filter is a regular expression: anchor it, then compare exactly
+        named = [s for s in self._servers(name=f"^{re.escape(what)}$") if s.name == what]
+        if len(named) > 1:
+            raise UsageError(f"{len(named)} servers are named {what!r} ("
+                             + ", ".join(f"{s.id} on {s.host}" for s in named)
+                             + "): give the UUID")
+        if named:
+            return named[0]
+        # the API has no filter for the instance name: look through every server
+        by_instance = [s for s in self._servers() if s.instance_name == what]
+        if by_instance:
+            return by_instance[0]
+        raise UsageError(f"unknown server {what!r} in cloud {self.cloud}: no server has that "
+                         "UUID, name or libvirt (instance) name")
+
+    def servers_on(self, host: str) -> list[NovaServer]:
+        """Every server Nova places on compute ``host`` (all projects)."""
+        return [s for s in self._servers(compute_host=host) if s.host == host]
+
+    # ---- live migration --------------------------------------------------------------------
+
+    def live_migrate(self, server_id: str, host: str, block_migration: str = "auto") -> str:
+        """``os-migrateLive`` to ``host``; returns the request id (the instance action's).
+
+        A 202 says only that Nova accepted the request: from 2.25 its pre-checks run after
+        it, and a refusal shows in the migration record and the action's events.  A 4xx
+        (unknown host, server busy...) raises NovaRefused with Nova's words.
+        """
+        body = {"os-migrateLive": {"host": host, "block_migration": block_migration}}
+        resp = self._send(f"live-migrate server {server_id} to {host}", "post",
+                          f"/servers/{server_id}/action", refusals=(400, 404, 409), json=body)
+        return str(resp.headers.get("x-openstack-request-id")
+                   or resp.headers.get("x-compute-request-id") or "")
+
+    def migrations_in_progress(self, server_id: str) -> list[NovaMigration]:
+        """``GET /servers/{id}/migrations``: the live migrations running now, with figures."""
+        resp = self._send(f"list migrations of server {server_id}", "get",
+                          f"/servers/{server_id}/migrations")
+        return [_migration(m) for m in resp.json().get("migrations", [])]
+
+    def migrations(self, server_id: str) -> list[NovaMigration]:
+        """``GET /os-migrations?instance_uuid=``: every live migration of the server, ended
+        ones included (completed, error, failed, cancelled)."""
+        resp = self._send(f"list os-migrations of server {server_id}", "get", "/os-migrations",
+                          params={"instance_uuid": server_id,
+                                  "migration_type": "live-migration"})
+        return [_migration(m) for m in resp.json().get("migrations", [])]
+
+    def abort_migration(self, server_id: str, migration_id: int) -> str | None:
+        """``DELETE /servers/{id}/migrations/{mid}``; None when Nova accepted the abort,
+        else Nova's reason (e.g. the migration is not running yet, or ended)."""
+        try:
+            self._send(f"abort migration {migration_id} of server {server_id}", "delete",
+                       f"/servers/{server_id}/migrations/{migration_id}",
+                       refusals=(400, 404, 409))
+        except NovaRefused as err:
+            return str(err)
+        return None
+
+    def action_events(self, server_id: str, request_id: str) -> tuple[str | None,
+                                                                      list[NovaEvent]]:
+        """The instance action of ``request_id``: its message and its events."""
+        resp = self._send(f"show action {request_id} of server {server_id}", "get",
+                          f"/servers/{server_id}/os-instance-actions/{request_id}")
+        act = resp.json().get("instanceAction") or {}
+        events = [NovaEvent(event=str(e.get("event")), result=e.get("result"),
+                            host=e.get("host"), details=e.get("details"),
+                            traceback=e.get("traceback")) for e in act.get("events") or []]
+        return act.get("message"), events
+
+    def disable_service(self, host: str, reason: str) -> NovaService:
+        """Disable nova-compute on ``host`` with ``reason`` (the scheduler then places no
+        server there); returns the service as Nova answered."""
+        def work() -> Any:
+            svc = next(iter(self.conn.compute.services(binary="nova-compute", host=host)),
+                       None)
+            if svc is None:
+                raise UsageError(f"no nova-compute service on host {host}")
+            return self.conn.compute.disable_service(svc, host=host, binary="nova-compute",
+                                                     disabled_reason=reason)
+
+        return _service(self._c(f"disable nova-compute on {host}", work))
+
+
+def open_mover(cloud: str) -> NovaMover:
+    """``open_cloud`` for moves: the same connection, with the move calls."""
+    c = open_cloud(cloud)
+    return NovaMover(c.conn, c.cloud, c.auth_url)

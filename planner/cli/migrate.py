@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
 
+from planner.cli.nova_move import (
+    disable_note,
+    drain_through_nova,
+    nova_driver,
+    nova_options,
+    open_for_moves,
+    plan_move,
+    refuse_libvirt_options,
+)
 from planner.cli.output import emit, format_option, render_json, render_table
 from planner.cli.recommend import _policy, policy_options
-from planner.errors import MigplanError, MigrationFailed, UsageError
+from planner.errors import InfeasibleError, MigplanError, MigrationFailed, UsageError
 
 MiB = 1024 * 1024
 
@@ -58,12 +68,20 @@ class ProgressBar:
         self.tty = sys.stderr.isatty()
         self.last = 0.0
         self.drawn = False
+        self.phase = "precopy"
 
     def __call__(self, p: Any) -> None:
         now = time.monotonic()
+        if p.phase != self.phase and not p.data_total:
+            # Nova's migration changes status (queued, preparing...) before it has figures
+            self.phase = p.phase
+            self.done()
+            click.echo(f"{self.label}: {p.phase}  {p.elapsed_s:.1f} s", err=True)
+            return
         if not p.data_total or (not self.tty and now - self.last < 1.0):
             return  # no figures (job starting or ending) or too soon for a log line
         self.last = now
+        self.phase = p.phase
         total = p.data_total or 0
         done = p.data_processed or 0
         frac = min(1.0, done / total) if total else 0.0
@@ -72,6 +90,8 @@ class ProgressBar:
                  f"{done / MiB:.0f}/{total / MiB:.0f} MiB"]
         if p.data_remaining is not None:
             parts.append(f"remaining {p.data_remaining / MiB:.0f} MiB")
+        if p.disk_total:
+            parts.append(f"disk {(p.disk_processed or 0) / MiB:.0f}/{p.disk_total / MiB:.0f} MiB")
         if p.dirty_rate is not None:
             parts.append(f"dirty {p.dirty_rate} pages/s")
         if p.iteration is not None:
@@ -99,15 +119,26 @@ def _size(n: int | None) -> str:
     return "unknown" if n is None else f"{n / MiB:.0f} MiB"
 
 
+def _how(plan: Any) -> list[list[Any]]:
+    """How the move is made: libvirt's flags, or Nova's request."""
+    storage = ", ".join(f"{d.target} ({d.source}, {_size(d.bytes)})" for d in plan.storage)
+    if plan.nova is not None:
+        n = plan.nova
+        return [["server", f"{n.server_name} ({n.server_id})"],
+                ["via Nova", f"POST /servers/{n.server_id}/action {json.dumps(n.request())}"],
+                ["local disks", (storage + " (Nova copies them unless the computes share "
+                                 "the instances' storage)") if storage else "none"]]
+    return [["flags", " | ".join("VIR_MIGRATE_" + f for f in plan.flags)],
+            ["parameters", ", ".join(f"{k}={v}" for k, v in plan.params.items()) or "-"],
+            ["storage to copy", storage or "none"]]
+
+
 def render_plan(plan: Any) -> str:
     rows: list[list[Any]] = [
         ["guest", plan.guest],
         ["source", f"{plan.source} ({plan.source_uri})"],
         ["destination", f"{plan.destination} ({plan.destination_uri})"],
-        ["flags", " | ".join("VIR_MIGRATE_" + f for f in plan.flags)],
-        ["parameters", ", ".join(f"{k}={v}" for k, v in plan.params.items()) or "-"],
-        ["storage to copy", ", ".join(f"{d.target} ({d.source}, {_size(d.bytes)})"
-                                      for d in plan.storage) or "none"],
+        *_how(plan),
         ["memory", _size(plan.memory_bytes)],
         ["expected transfer", f"{_size(plan.expected_transfer_bytes)} (memory + storage, "
                               "before dirty pages are sent again)"],
@@ -137,6 +168,7 @@ def _outcome_json(o: Any) -> dict[str, Any]:
 @click.option("--source", metavar="HOST_OR_URI", default=None,
               help="Where GUEST runs (default: search the known hosts).")
 @hosts_options
+@nova_options
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--force", is_flag=True, help="Migrate even when the pre-flight refuses.")
 @click.option("--copy-storage", type=click.Choice(["auto", "all", "inc", "none"]), default="auto",
@@ -158,6 +190,7 @@ def _outcome_json(o: Any) -> dict[str, Any]:
 @policy_options
 @format_option("table", "json")
 def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: str | None,
+                os_cloud: str | None, force_libvirt: bool, uri_template: str | None,
                 dry_run: bool, force: bool, copy_storage: str, bandwidth: int | None,
                 max_downtime: int | None, auto_converge: bool, postcopy: bool, compressed: bool,
                 parallel: int | None, timeout: float | None, on_timeout: str,
@@ -174,32 +207,53 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
     runs, persistent, on DEST and is gone from the source; exit 4 when the
     migration failed and the guest still runs on its source.
 
+    A guest Nova manages (its domain XML carries <nova:instance>) is refused
+    (exit 3) unless --force-libvirt: move it with --os-cloud NAME, through
+    Nova's compute API (os-migrateLive to DEST, a compute host, with
+    block_migration auto; GUEST a server name, UUID or libvirt name).  The
+    move is then verified by Nova (the server's host and status, the
+    migration's record) and by both hosts' libvirt; Nova's refusal is quoted
+    (exit 3); Ctrl-C and --timeout abort Nova's migration (exit 4, the server
+    still on its source); exit 6 when where the server runs cannot be
+    confirmed.
+
     \b
     Example:
       migplan migrate web-01 cn03 --snapshot snap --dry-run
       migplan migrate lab1-vm1 lab2 --lab --bandwidth 100 --timeout 60
       migplan migrate vm1 qemu+tcp://10.0.0.7/system --source qemu+tcp://10.0.0.5/system
+      migplan migrate web-01 cn03 --os-cloud mycloud --timeout 600
     """
     from planner.act.migrate import execute
     from planner.adapters.catalogs import load_catalog
-    from planner.adapters.libvirt import LibvirtMigrationDriver
-    from planner.collect import live as livestate
-    from planner.plan.migration import MigrateOptions, prepare, rules_preflight
+    from planner.plan.migration import MigrateOptions, rules_preflight
 
     opts = MigrateOptions(copy_storage=copy_storage, bandwidth_mib=bandwidth,
                           max_downtime_ms=max_downtime, auto_converge=auto_converge,
                           postcopy=postcopy, compressed=compressed, parallel_connections=parallel,
-                          timeout_s=timeout, timeout_action=on_timeout, force=force)
-    driver = LibvirtMigrationDriver()
+                          timeout_s=timeout, timeout_action=on_timeout, force=force,
+                          force_libvirt=force_libvirt)
     preflight = rules_preflight(_policy(memory_reserve, cpu_ratio, no_block_migration),
                                 load_catalog(cpu_map))
-    plan = prepare(guest, dest, hosts=known_hosts(lab, snapshot), source=source, opts=opts,
-                   preflight=preflight, read=livestate.read_hosts, presence=driver.presence)
+    if os_cloud:
+        refuse_libvirt_options(dict(
+            bandwidth=bandwidth, max_downtime=max_downtime, auto_converge=auto_converge,
+            postcopy=postcopy, compressed=compressed, parallel=parallel, source=source,
+            lab=lab, snapshot=snapshot, force_libvirt=force_libvirt, copy_storage=copy_storage,
+            on_timeout=on_timeout))
+        cloud, services, uris = open_for_moves(os_cloud, uri_template)
+        plan = plan_move(cloud, services, uris, guest, dest, opts, preflight)
+        driver = nova_driver(cloud)
+    else:
+        plan, driver = _libvirt_plan(guest, dest, source, lab, snapshot, uri_template, opts,
+                                     preflight)
     if dry_run:
         emit(render_json({"plan": plan.to_json()}) if fmt == "json" else render_plan(plan))
         return
-    bar = ProgressBar(f"{guest} -> {plan.destination}")
-    click.echo(f"migrating {guest}: {plan.source} -> {plan.destination}", err=True)
+    who = f"server {plan.nova.server_name} ({plan.guest})" if plan.nova else plan.guest
+    bar = ProgressBar(f"{who} -> {plan.destination}")
+    via = " through Nova" if plan.nova else ""
+    click.echo(f"migrating {who}{via}: {plan.source} -> {plan.destination}", err=True)
     try:
         outcome = execute(plan, driver, on_progress=bar, stop=threading.Event())
     finally:
@@ -209,52 +263,89 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
     else:
         emit(f"{outcome.status}: {outcome.message} ({outcome.duration_s:.1f} s)\n")
     if outcome.ok:
+        if force_libvirt and any(v.code == "libvirt-direct.nova-managed" for v in plan.preflight):
+            click.echo(f"warning: Nova still places {guest} on {plan.source}", err=True)
         return
+    if outcome.status == "refused":
+        raise InfeasibleError(f"Nova refused to migrate {who}: {outcome.message}")
     if outcome.on == plan.source:
-        raise MigrationFailed(f"migration of {guest} failed; {outcome.message}")
-    raise MigplanError(f"migration of {guest} did not complete cleanly; {outcome.message}")
+        raise MigrationFailed(f"migration of {who} failed; {outcome.message}")
+    raise MigplanError(f"migration of {who} did not complete cleanly; {outcome.message}")
+
+
+def _libvirt_plan(guest: str, dest: str, source: str | None, lab: bool, snapshot: str | None,
+                  uri_template: str | None, opts: Any, preflight: Any) -> tuple[Any, Any]:
+    from planner.adapters.libvirt import LibvirtMigrationDriver
+    from planner.collect import live as livestate
+    from planner.plan.migration import prepare
+
+    if uri_template:
+        raise UsageError("--uri-template needs --os-cloud")
+    driver = LibvirtMigrationDriver()
+    plan = prepare(guest, dest, hosts=known_hosts(lab, snapshot), source=source, opts=opts,
+                   preflight=preflight, read=livestate.read_hosts, presence=driver.presence)
+    return plan, driver
 
 
 # ---- drain ------------------------------------------------------------------------------------
 
 
-def render_drain_plan(plan: Any, unread: dict[str, str]) -> str:
+def _named(guest: str, names: Mapping[str, str]) -> str:
+    """A libvirt name with its Nova server's name beside it, when it has one."""
+    server = names.get(guest)
+    return f"{guest} ({server})" if server else guest
+
+
+def render_drain_plan(plan: Any, unread: dict[str, str],
+                      names: Mapping[str, str] | None = None) -> str:
+    names = names or {}
     rows = []
     for n, wave in enumerate(plan.waves, start=1):
         for a in wave:
             why = "; ".join(str(v) for v in a.reasons) or "all rules ok"
             if a.transient:
                 why += "; transient: becomes persistent on the destination"
-            rows.append([n, a.guest, a.destination, f"{a.memory_kib // 1024} MiB", a.vcpus, why])
+            rows.append([n, _named(a.guest, names), a.destination, f"{a.memory_kib // 1024} MiB",
+                         a.vcpus, why])
     out = f"drain {plan.host}: {len(plan.assignments)} guest(s) in {len(plan.waves)} wave(s) " \
           f"of at most {plan.max_parallel}\n"
     if rows:
         out += render_table(["wave", "guest", "destination", "memory", "vcpus", "reasons"], rows)
     for s in plan.stuck:
-        out += f"cannot move {s.guest}:\n"
+        out += f"cannot move {_named(s.guest, names)}:\n"
         for dst, vs in s.reasons:
             out += f"  to {dst}: " + "; ".join(str(v) for v in vs) + "\n"
+    for k in plan.skipped:
+        who = f"{k.guest} ({k.server})" if k.server else k.guest
+        out += f"skipped {who}: " + "; ".join(str(v) for v in k.reasons) + "\n"
     for g, st in plan.not_running:
-        out += f"not running, stays defined on {plan.host}: {g} ({st})\n"
+        out += f"not running, stays defined on {plan.host}: {_named(g, names)} ({st})\n"
     for h, err in unread.items():
         out += f"not a destination (could not be read): {h}: {err}\n"
     return out
 
 
-def render_drain_results(result: Any, host: str) -> str:
+def render_drain_results(result: Any, host: str, names: Mapping[str, str] | None = None) -> str:
     """What happened to each guest of a drain, the ones never started included."""
+    names = names or {}
     return render_table(["guest", "result", "on", "seconds", "message"],
-                        [[o.guest, o.status, o.on, f"{o.duration_s:.1f}", o.message]
-                         for o in result.outcomes]
-                        + [[g, "not started", host, "-", "stopped before its wave"]
-                           for g in result.not_started])
+                        [[_named(o.guest, names), o.status, o.on, f"{o.duration_s:.1f}",
+                          o.message] for o in result.outcomes]
+                        + [[_named(g, names), "not started", host, "-",
+                            "stopped before its wave"] for g in result.not_started])
 
 
 @click.command("drain")
 @click.argument("host", metavar="HOST")
 @hosts_options
+@nova_options
 # the parameter is not called `execute`: that name is the migration function below
 @click.option("--execute", "run", is_flag=True, help="Run the plan (default: only show it).")
+@click.option("--disable-service", "disable", is_flag=True,
+              help="With --os-cloud --execute: first disable HOST's nova-compute (the "
+                   "scheduler then places nothing there); it stays disabled.")
+@click.option("--disable-reason", "reason", metavar="TEXT", default=None,
+              help="The disabled reason Nova records (default: 'migplan drain HOST (time)').")
 @click.option("--max-parallel", type=click.IntRange(min=1), default=2, show_default=True,
               metavar="K", help="Migrations at once (guests per wave).")
 @click.option("--bandwidth", type=click.IntRange(min=1), metavar="MiB/s", default=None,
@@ -263,9 +354,11 @@ def render_drain_results(result: Any, host: str) -> str:
               help="Completion timeout of each migration (then it is aborted).")
 @policy_options
 @format_option("table", "json")
-def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_parallel: int,
-              bandwidth: int | None, timeout: float | None, cpu_map: str | None,
-              memory_reserve: int, cpu_ratio: float, no_block_migration: bool, fmt: str) -> None:
+def drain_cmd(host: str, lab: bool, snapshot: str | None, os_cloud: str | None,
+              force_libvirt: bool, uri_template: str | None, run: bool, disable: bool,
+              reason: str | None, max_parallel: int, bandwidth: int | None,
+              timeout: float | None, cpu_map: str | None, memory_reserve: int,
+              cpu_ratio: float, no_block_migration: bool, fmt: str) -> None:
     """Empty HOST: a destination for every running guest, in waves of --max-parallel.
 
     Every other known host is a candidate; the state of all of them is read
@@ -281,50 +374,46 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_paralle
     persistent on their destination.  Ctrl-C aborts the running migrations and
     starts no further wave.
 
+    Guests Nova manages are skipped (exit 3) unless --force-libvirt: drain a
+    Nova compute with --os-cloud NAME, which moves every server Nova places
+    on HOST through Nova's compute API (disabled and down computes are never
+    destinations; servers in ERROR or busy with another task are skipped with
+    the reason), each verified by Nova and both hosts' libvirt (exit 6 when
+    where a server runs cannot be confirmed).
+
     \b
     Example:
       migplan drain cn02 --snapshot snap
       migplan drain lab1 --lab --execute --max-parallel 2
+      migplan drain cn02 --os-cloud mycloud --execute --disable-service
     """
-    from planner.act.drain import guarded, run_drain, summary_exit_code
-    from planner.act.migrate import execute
+    from planner.act.drain import summary_exit_code
     from planner.adapters.catalogs import load_catalog
-    from planner.adapters.libvirt import LibvirtMigrationDriver
-    from planner.collect import live as livestate
-    from planner.errors import InfeasibleError
-    from planner.plan.drain import plan_drain
-    from planner.plan.migration import MigrateOptions, prepare, resolve_host, rules_preflight
+    from planner.plan.migration import rules_preflight
 
-    hosts = known_hosts(lab, snapshot)
-    if not hosts:
-        raise UsageError("no hosts: use --lab or --snapshot DIR")
-    name, _uri = resolve_host(host, hosts)
-    if name not in hosts:
-        raise UsageError(f"unknown host {host!r} (known hosts: {', '.join(hosts)})")
-    state, unread = livestate.read_available(hosts)
-    if name in unread:
-        raise MigplanError(f"cannot read {name}: {unread[name]}")
     preflight = rules_preflight(_policy(memory_reserve, cpu_ratio, no_block_migration),
                                 load_catalog(cpu_map))
-    plan = plan_drain(name, state, preflight, max_parallel)
-    result = None
-    if run and plan.assignments:
-        driver = LibvirtMigrationDriver()
-        opts = MigrateOptions(bandwidth_mib=bandwidth, timeout_s=timeout)
 
-        def migrate_one(a: Any, stop: threading.Event) -> Any:
-            return guarded(a.guest, name, lambda: execute(
-                prepare(a.guest, a.destination, hosts=hosts, source=name, opts=opts,
-                        preflight=preflight, read=livestate.read_hosts,
-                        presence=driver.presence), driver, stop=stop))
+    def say(o: Any) -> None:
+        click.echo(f"{_named(o.guest, names)}: {o.status} ({o.duration_s:.1f} s): {o.message}",
+                   err=True)
 
-        def say(o: Any) -> None:
-            click.echo(f"{o.guest}: {o.status} ({o.duration_s:.1f} s): {o.message}", err=True)
-
-        if fmt != "json":
-            emit(render_drain_plan(plan, unread))
-        click.echo(f"draining {name}: {len(plan.assignments)} guest(s)", err=True)
-        result = run_drain(plan, migrate_one, stop=threading.Event(), on_result=say)
+    names: dict[str, str] = {}
+    if os_cloud:
+        refuse_libvirt_options(dict(bandwidth=bandwidth, lab=lab, snapshot=snapshot,
+                                    force_libvirt=force_libvirt))
+        plan, result, unread, found = drain_through_nova(
+            host, os_cloud, uri_template, run=run, disable=disable, reason=reason,
+            max_parallel=max_parallel, timeout=timeout, preflight=preflight,
+            say=lambda m: click.echo(m, err=True), on_result=say,
+            on_plan=None if fmt == "json" else lambda p, u, n: emit(render_drain_plan(p, u, n)))
+        names.update(found)
+    else:
+        if disable or reason or uri_template:
+            raise UsageError("--disable-service, --disable-reason and --uri-template need "
+                             "--os-cloud")
+        plan, result, unread = _libvirt_drain(host, lab, snapshot, run, max_parallel, bandwidth,
+                                              timeout, force_libvirt, preflight, fmt, say)
     code = summary_exit_code(result, plan)
     if fmt == "json":
         doc: dict[str, Any] = {"plan": plan.to_json(), "unreadable_hosts": unread}
@@ -333,14 +422,72 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_paralle
             doc["not_started"] = list(result.not_started)
         emit(render_json(doc))
     elif result is None:
-        emit(render_drain_plan(plan, unread))
+        emit(render_drain_plan(plan, unread, names)
+             + disable_note(plan.host, run, disable, reason))
+    _drain_end(plan, result, code, names, fmt)
+
+
+def _drain_end(plan: Any, result: Any, code: int, names: Mapping[str, str], fmt: str) -> None:
+    """The summary, and the exit code as an error (summary_exit_code's)."""
+    from planner.errors import GuestLost
+
+    name = plan.host
+    cannot = len(plan.stuck) + len(plan.skipped)
     if result is not None:
-        msg = (f"{len(result.migrated)} migrated, {len(result.failed)} failed (still on {name}), "
-               f"{len(result.not_started)} not started, {len(plan.stuck)} cannot move")
+        refused = sum(o.status == "refused" for o in result.outcomes)
+        msg = (f"{len(result.migrated)} migrated, {len(result.failed) - refused} failed, "
+               f"{refused} refused, {len(result.not_started)} not started, "
+               f"{cannot} cannot move or skipped")
         if fmt != "json":
-            emit(render_drain_results(result, name) + f"summary: {msg}\n")
-        if code == 4:
+            emit(render_drain_results(result, name, names) + f"summary: {msg}\n")
+        if code == GuestLost.exit_code:
+            lost = ", ".join(_named(o.guest, names) for o in result.outcomes if o.on == "?")
+            raise GuestLost(f"drain of {name}: where {lost} runs could not be confirmed; {msg}")
+        if code == MigrationFailed.exit_code:
             raise MigrationFailed(f"drain of {name} incomplete: {msg}")
-    if code == 3:
-        raise InfeasibleError(f"{len(plan.stuck)} guest(s) of {name} cannot move: "
-                              + ", ".join(s.guest for s in plan.stuck))
+        if code == InfeasibleError.exit_code:
+            raise InfeasibleError(f"drain of {name} incomplete: {msg}")
+    if code == InfeasibleError.exit_code:
+        raise InfeasibleError(f"{cannot} guest(s) of {name} cannot move or are skipped: "
+                              + ", ".join([_named(s.guest, names) for s in plan.stuck]
+                                          + [_named(k.guest, names) for k in plan.skipped]))
+
+
+def _libvirt_drain(host: str, lab: bool, snapshot: str | None, run: bool, max_parallel: int,
+                   bandwidth: int | None, timeout: float | None, force_libvirt: bool,
+                   preflight: Any, fmt: str, say: Callable[[Any], None]
+                   ) -> tuple[Any, Any, dict[str, str]]:
+    from planner.act.drain import guarded, run_drain
+    from planner.act.migrate import execute
+    from planner.adapters.libvirt import LibvirtMigrationDriver
+    from planner.collect import live as livestate
+    from planner.plan.drain import libvirt_skip, plan_drain
+    from planner.plan.migration import MigrateOptions, prepare, resolve_host
+
+    hosts = known_hosts(lab, snapshot)
+    if not hosts:
+        raise UsageError("no hosts: use --lab, --snapshot DIR or --os-cloud NAME")
+    name, _uri = resolve_host(host, hosts)
+    if name not in hosts:
+        raise UsageError(f"unknown host {host!r} (known hosts: {', '.join(hosts)})")
+    state, unread = livestate.read_available(hosts)
+    if name in unread:
+        raise MigplanError(f"cannot read {name}: {unread[name]}")
+    plan = plan_drain(name, state, preflight, max_parallel,
+                      skip=libvirt_skip(name, force_libvirt))
+    if not run or not plan.assignments:
+        return plan, None, unread
+    driver = LibvirtMigrationDriver()
+    opts = MigrateOptions(bandwidth_mib=bandwidth, timeout_s=timeout,
+                          force_libvirt=force_libvirt)
+
+    def migrate_one(a: Any, stop: threading.Event) -> Any:
+        return guarded(a.guest, name, lambda: execute(
+            prepare(a.guest, a.destination, hosts=hosts, source=name, opts=opts,
+                    preflight=preflight, read=livestate.read_hosts,
+                    presence=driver.presence), driver, stop=stop))
+
+    if fmt != "json":
+        emit(render_drain_plan(plan, unread))
+    click.echo(f"draining {name}: {len(plan.assignments)} guest(s)", err=True)
+    return plan, run_drain(plan, migrate_one, stop=threading.Event(), on_result=say), unread

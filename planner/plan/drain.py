@@ -25,14 +25,14 @@ what an operator least expects -- and it is what ``verify`` checks for.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from planner.assess.verdict import Status, Verdict
 from planner.errors import UsageError
 from planner.model import Domain, Host, NumaCell, PageSize
-from planner.plan.migration import MIGRATABLE_STATES, Preflight, name_taken
+from planner.plan.migration import MIGRATABLE_STATES, Preflight, name_taken, nova_managed
 
 Verdicts = tuple[Verdict, ...]
 
@@ -55,12 +55,22 @@ class Stuck:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A guest left out whatever the destination (e.g. a Nova server in ERROR)."""
+
+    guest: str
+    server: str | None  # its Nova server's name, when it has one
+    reasons: Verdicts
+
+
+@dataclass(frozen=True)
 class DrainPlan:
     host: str
     max_parallel: int
     assignments: tuple[Assignment, ...]
     stuck: tuple[Stuck, ...]
     not_running: tuple[tuple[str, str], ...]  # (guest, state): stay defined on the host
+    skipped: tuple[Skipped, ...] = ()
 
     @property
     def waves(self) -> list[list[Assignment]]:
@@ -73,7 +83,7 @@ class DrainPlan:
 
     @property
     def complete(self) -> bool:
-        return not self.stuck
+        return not self.stuck and not self.skipped
 
     def to_json(self) -> dict[str, Any]:
         def verdicts(vs: Verdicts) -> list[dict[str, str]]:
@@ -90,6 +100,8 @@ class DrainPlan:
                              "reasons": {d: verdicts(vs) for d, vs in s.reasons}}
                             for s in self.stuck],
             "not_running": [{"guest": g, "state": st} for g, st in self.not_running],
+            "skipped": [{"guest": s.guest, "server": s.server, "reasons": verdicts(s.reasons)}
+                        for s in self.skipped],
         }
 
 
@@ -146,9 +158,15 @@ def _free_pages(c: NumaCell, size: int) -> int:
     return next((p.free or 0 for p in c.pages if p.size_kib == size), 0)
 
 
+#: ``skip(guest)`` -> the verdicts that keep a guest where it is whatever the destination
+#: (empty: place it).
+Skip = Callable[[Domain], Verdicts]
+
+
 def plan_drain(host: str, hosts: Mapping[str, Host], preflight: Preflight,
-               max_parallel: int = 2) -> DrainPlan:
-    """A destination for every running guest of ``host`` among the other ``hosts``."""
+               max_parallel: int = 2, skip: Skip | None = None) -> DrainPlan:
+    """A destination for every running guest of ``host`` among the other ``hosts``;
+    guests ``skip`` refuses stay, with its reasons."""
     if max_parallel < 1:
         raise UsageError("--max-parallel must be at least 1")
     if host not in hosts:
@@ -162,7 +180,12 @@ def plan_drain(host: str, hosts: Mapping[str, Host], preflight: Preflight,
     running.sort(key=lambda g: (-g.memory_kib, -g.vcpus, g.name))
     assignments: list[Assignment] = []
     stuck: list[Stuck] = []
+    skipped: list[Skipped] = []
     for g in running:
+        refusal = skip(g) if skip is not None else ()
+        if refusal:
+            skipped.append(Skipped(g.name, g.nova.name if g.nova else None, refusal))
+            continue
         feasible: list[tuple[str, Verdicts]] = []
         refused: list[tuple[str, Verdicts]] = []
         for name, dst in state.items():
@@ -181,4 +204,14 @@ def plan_drain(host: str, hosts: Mapping[str, Host], preflight: Preflight,
         state[name] = book(state[name], g)
         assignments.append(Assignment(g.name, name, len(assignments) // max_parallel + 1,
                                       g.memory_kib, g.vcpus, g.persistent is False, reasons))
-    return DrainPlan(host, max_parallel, tuple(assignments), tuple(stuck), not_running)
+    return DrainPlan(host, max_parallel, tuple(assignments), tuple(stuck), not_running,
+                     tuple(skipped))
+
+
+def libvirt_skip(host: str, force_libvirt: bool) -> Skip:
+    """A libvirt drain skips the guests Nova manages (unless ``force_libvirt``)."""
+    def skip(g: Domain) -> Verdicts:
+        v = None if force_libvirt else nova_managed(g, host)
+        return (v,) if v is not None else ()
+
+    return skip

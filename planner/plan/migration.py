@@ -7,16 +7,20 @@ is ``planner.act.migrate``'s job.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from planner.assess.rules import RUNNING_STATES
 from planner.assess.verdict import Status, Verdict
 from planner.collect.sources import uri_host
 from planner.errors import HostError, InfeasibleError, MigplanError, UsageError
 from planner.model import Domain, Host
+
+if TYPE_CHECKING:
+    from planner.plan.nova_move import NovaMove
 
 #: States in which a guest can be live-migrated (the rules' running guests).
 MIGRATABLE_STATES = RUNNING_STATES
@@ -37,6 +41,7 @@ class MigrateOptions:
     timeout_s: float | None = None  # completion timeout
     timeout_action: str = "abort"  # abort | postcopy
     force: bool = False
+    force_libvirt: bool = False  # move a guest Nova manages with libvirt anyway
 
 
 @dataclass(frozen=True)
@@ -69,10 +74,14 @@ class MigrationPlan:
     timeout_s: float | None
     timeout_action: str
     preflight: tuple[Verdict, ...] = ()  # every rule's answer; not feasible ones refuse
+    #: a move through Nova's API (``plan.nova_move``): flags and params are then Nova's own
+    nova: NovaMove | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "guest": self.guest,
+            "via": "nova" if self.nova is not None else "libvirt",
+            **({"nova": self.nova.to_json()} if self.nova is not None else {}),
             "source": {"host": self.source, "uri": self.source_uri},
             "destination": {"host": self.destination, "uri": self.destination_uri},
             "flags": ["VIR_MIGRATE_" + f for f in self.flags],
@@ -86,6 +95,22 @@ class MigrationPlan:
             "on_timeout": self.timeout_action,
             "preflight": [v.to_json() for v in self.preflight],
         }
+
+
+def refuse_infeasible(guest: str, destination: str, preflight: Sequence[Verdict],
+                      force: bool) -> None:
+    """Raise InfeasibleError with every reason when a verdict is not feasible (unless forced).
+
+    "unknown" is refused like "blocked": a move is done only when proven feasible (the same
+    answer as `migplan check`, which exits 3 on both).
+    """
+    blocked = [v for v in preflight if not v.feasible]
+    if blocked and not force:
+        raise InfeasibleError(
+            f"refusing to migrate {guest} to {destination}: "
+            + "; ".join(str(v) for v in blocked)
+            + " (use --force to try anyway)"
+        )
 
 
 def make_plan(
@@ -107,15 +132,7 @@ def make_plan(
         raise UsageError("--on-timeout must be abort or postcopy")
     if opts.timeout_action == "postcopy" and not opts.postcopy:
         raise UsageError("--on-timeout postcopy needs --postcopy")
-    # "unknown" is refused like "blocked": a move is done only when proven feasible
-    # (the same answer as `migplan check`, which exits 3 on both).
-    blocked = [v for v in preflight if not v.feasible]
-    if blocked and not opts.force:
-        raise InfeasibleError(
-            f"refusing to migrate {guest} to {destination}: "
-            + "; ".join(str(v) for v in blocked)
-            + " (use --force to try anyway)"
-        )
+    refuse_infeasible(guest, destination, preflight, opts.force)
     flags = list(BASE_FLAGS)
     storage: tuple[DiskCopy, ...] = ()
     mode = opts.copy_storage
@@ -239,6 +256,20 @@ def name_taken(host: str, guest: str) -> Verdict:
                    f"{host} already has a guest named {guest}")
 
 
+def nova_managed(g: Domain, host: str) -> Verdict | None:
+    """A guest Nova manages (its domain XML carries ``<nova:instance>``) is not moved behind
+    Nova's back: Nova's database, port bindings, volume attachments and placement
+    allocations would stay on ``host`` and its next action on the server would break."""
+    if g.nova is None:
+        return None
+    server = f"server {g.nova.name} ({g.nova.uuid or g.uuid})" if g.nova.name else "a server"
+    return Verdict("libvirt-direct", Status.BLOCKED, "libvirt-direct.nova-managed",
+                   f"{g.name} is {server} that Nova manages: a libvirt move would leave "
+                   f"Nova's records (host, port bindings, volume attachments, placement) on "
+                   f"{host}; move it through Nova with --os-cloud NAME, or give "
+                   "--force-libvirt to move it with libvirt anyway")
+
+
 def local_disks(g: Domain, src: Host) -> list[DiskCopy]:
     """Writable disks local to the source: what --copy-storage has to copy."""
     from planner.assess.rules import disk_locality
@@ -277,10 +308,15 @@ def prepare(guest: str, dest: str, *, hosts: Mapping[str, str], source: str | No
     g = next((d for d in src.domains if d.name == guest), None)
     if g is None:
         raise UsageError(f"unknown guest {guest!r}: not on {src_name}")
+    managed = nova_managed(g, src_name)
+    if managed is not None and not opts.force_libvirt:
+        raise InfeasibleError(f"refusing to migrate {guest} with libvirt: {managed.message}")
     if g.state not in MIGRATABLE_STATES:
         raise UsageError(f"{guest} is {g.state} on {src_name}, not running: only a running "
                          "guest can be live-migrated")
     verdicts = list(preflight(g, src, dst))
+    if managed is not None:  # --force-libvirt: said in the plan, warned about after
+        verdicts.insert(0, dataclasses.replace(managed, status=Status.WARN))
     if any(d.name == guest for d in dst.domains):
         # libvirt refuses an incoming guest whose name is defined there already
         verdicts.insert(0, name_taken(dst_name, guest))
