@@ -240,7 +240,6 @@ class NovaEvent:
     result: str | None  # Success | Error | None while it runs
     host: str | None = None
     details: str | None = None  # the failure's message (compute API 2.84)
-    traceback: str | None = None  # admins only
 
 
 @dataclass(frozen=True)

@@ -109,3 +109,87 @@ def mounts_of(root: Path) -> list[str]:
             if fields[4].startswith(str(root)) or fields[3].startswith(inner):
                 found.add(f"{entry.name}: {fields[4]}")
     return sorted(found)
+
+
+def restart_compute(nl, host: str, override: str | None, wait: float = 600.0) -> str:
+    """Restart ``host``'s nova-compute of the Nova lab ``nl`` -- with ``override`` (INI text)
+    as its last --config-file, or on the lab's own config when None -- and wait until its
+    service reports again.  Returns its log since the restart; raises AssertionError when
+    it exited or did not report within ``wait`` seconds."""
+    import datetime as dt
+    import time
+
+    from planner.lab.nova_services import Services, compute_command
+    from planner.lab.process import stop_groups
+
+    s = nl.spec()
+    c = next(x for x in s.computes if x.name == host)
+    svc = Services(s)
+    name = f"nova-compute-{host}"
+    pid = svc.pid(name)
+    if pid is not None:
+        stop_groups([pid])  # the process group this session's Nova lab started
+    svc.forget(name)
+    log = Path(s.log(name))
+    start_at = log.stat().st_size if log.exists() else 0
+    argv = compute_command(s, c, next(h.pid for h in nl.lab.status() if h.name == host))
+    if override is not None:
+        extra = s.etc / "nova" / f"nova-compute-{host}.test.conf"
+        extra.write_text(override)
+        argv += ["--config-file", str(extra)]
+    since = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    svc.start(name, argv, {})
+    cloud = nl._admin(s)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")[start_at:] if log.exists() else ""
+        if svc.pid(name) is None:
+            raise AssertionError(f"nova-compute on {host} exited:\n{text[-3000:]}")
+        if any(x.host == host and x.state == "up" and (x.updated_at or "") >= since
+               for x in cloud.services()):
+            return text
+        time.sleep(3)
+    raise AssertionError(f"nova-compute on {host} did not report within {wait:.0f} s")
+
+
+def dirty_boot_image(path: Path, mib_from: int = 1, mib_to: int = 121) -> Path:
+    """A 1 MiB raw disk whose boot sector rewrites guest RAM from ``mib_from`` to ``mib_to``
+    MiB with a changing pattern, forever: a server whose live migration has real memory to
+    send again and again (the lab's `tiny` image boots nothing, its RAM stays zero pages,
+    which QEMU sends for free).  Hand-assembled x86 (no assembler needed):
+
+        cli; xor ax,ax; mov ds,ax; lgdt [desc]             ; 16-bit, at 0x7c00
+        mov eax,cr0; or eax,1; mov cr0,eax; jmp 0x08:pm     ; to 32-bit protected mode
+    pm: mov ax,0x10; mov ds/es/ss,ax; xor ebx,ebx
+    outer: mov edi,FROM; mov ecx,(TO-FROM)/4; mov eax,ebx
+    fill: mov [edi],eax; add eax,0x9e3779b9; add edi,4; dec ecx; jnz fill
+          inc ebx; jmp outer
+    gdt: null, code 0x00cf9a000000ffff, data 0x00cf92000000ffff; desc: dw 23, dd gdt
+    """
+    import struct
+
+    org = 0x7C00
+    code = bytearray(b"\xFA\x31\xC0\x8E\xD8")
+    lgdt = len(code)
+    code += b"\x0F\x01\x16\x00\x00" + b"\x0F\x20\xC0" + b"\x66\x83\xC8\x01" + b"\x0F\x22\xC0"
+    jmp = len(code)
+    code += b"\xEA\x00\x00\x08\x00"
+    pm = len(code)
+    code += b"\x66\xB8\x10\x00" + b"\x8E\xD8\x8E\xC0\x8E\xD0" + b"\x31\xDB"
+    outer = len(code)
+    code += b"\xBF" + struct.pack("<I", mib_from << 20)
+    code += b"\xB9" + struct.pack("<I", ((mib_to - mib_from) << 20) // 4) + b"\x89\xD8"
+    fill = len(code)
+    code += b"\x89\x07" + b"\x05\xB9\x79\x37\x9E" + b"\x83\xC7\x04" + b"\x49"
+    code += b"\x75" + struct.pack("<b", fill - (len(code) + 2)) + b"\x43"
+    code += b"\xEB" + struct.pack("<b", outer - (len(code) + 2))
+    code += b"\x90" * (-len(code) % 8)
+    gdt = len(code)
+    code += struct.pack("<QQQ", 0, 0x00CF9A000000FFFF, 0x00CF92000000FFFF)
+    desc = len(code)
+    code += struct.pack("<HI", 23, org + gdt)
+    code[lgdt + 3:lgdt + 5] = struct.pack("<H", org + desc)
+    code[jmp + 1:jmp + 3] = struct.pack("<H", org + pm)
+    sector = bytes(code).ljust(510, b"\0") + b"\x55\xAA"
+    path.write_bytes(sector.ljust(1 << 20, b"\0"))
+    return path

@@ -525,8 +525,8 @@ class NovaMover(NovaCloud):
                           f"/servers/{server_id}/os-instance-actions/{request_id}")
         act = resp.json().get("instanceAction") or {}
         events = [NovaEvent(event=str(e.get("event")), result=e.get("result"),
-                            host=e.get("host"), details=e.get("details"),
-                            traceback=e.get("traceback")) for e in act.get("events") or []]
+                            host=e.get("host"), details=e.get("details"))
+                  for e in act.get("events") or []]
         return act.get("message"), events
 
     def disable_service(self, host: str, reason: str) -> NovaService:

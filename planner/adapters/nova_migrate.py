@@ -51,28 +51,21 @@ def one_paragraph(text: str) -> str:
 
 def event_reason(message: str | None, events: list[NovaEvent]) -> tuple[str | None, bool]:
     """Nova's reason from an instance action's failed events (compute hosts' first, they
-    name the cause), and whether only pre-check events failed."""
+    name the cause), and whether only pre-check events failed.
+
+    The failure's message is the event's ``details`` (compute API 2.84 on); before that
+    Nova gives only the event's name (its traceback holds the frames, not the message)."""
     failed = [e for e in events if e.result == "Error"]
     failed.sort(key=lambda e: (not e.event.startswith("compute_"), e.event))
     words = []
     for e in failed:
-        text = e.details or _traceback_line(e.traceback)
-        if text:
-            words.append((f"{e.host}: " if e.host else "") + f"{e.event}: {one_paragraph(text)}")
+        where = f"{e.host}: " if e.host else ""
+        words.append(f"{where}{e.event}: {one_paragraph(e.details)}" if e.details else
+                     f"{where}{e.event} failed (see nova-compute's log there)")
     refused = bool(failed) and all(e.event in PRECHECK_EVENTS for e in failed)
     if not words and message:
         words.append(f"instance action: {message}")
     return ("; ".join(words) or None), refused
-
-
-def _traceback_line(tb: str | None) -> str | None:
-    """The exception line of a traceback (``nova.exception.X: message``), without the class."""
-    if not tb:
-        return None
-    for line in reversed(tb.strip().splitlines()):
-        if ": " in line and not line.startswith(" "):
-            return line.split(": ", 1)[1]
-    return None
 
 
 class _Watch:

@@ -26,7 +26,7 @@ COMMANDS: dict[str, str] = {
     "demo": "planner.cli.demo:demo",
     "lab": "planner.cli.lab:lab",
     "migrate": "planner.cli.migrate:migrate_cmd",
-    "drain": "planner.cli.migrate:drain_cmd",
+    "drain": "planner.cli.drain:drain_cmd",
     "recommend": "planner.cli.recommend:recommend_cmd",
     "report": "planner.cli.report_html:report_cmd",
 }
@@ -34,7 +34,7 @@ COMMANDS: dict[str, str] = {
 EXIT_CODES_HELP = """\b
 Exit codes: 0 ok · 1 error · 2 usage · 3 infeasible/incompatible/refused ·
 4 migration failed (guest still safe on its source) · 5 partial (some hosts
-not collected)."""
+not collected) · 6 where the guest runs could not be confirmed."""
 
 
 class LazyGroup(click.Group):
