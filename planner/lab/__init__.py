@@ -88,6 +88,9 @@ from planner.lab.process import (
     list_guests as list_guests,
 )
 from planner.lab.process import (
+    locked as locked,
+)
+from planner.lab.process import (
     mount_ns as mount_ns,
 )
 from planner.lab.process import (
@@ -511,13 +514,5 @@ class Lab:
                 d.rmdir()
         self.recorded = {}
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / ".lock", "w") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise LabError(f"another migplan lab command is working on {self.state_dir}; "
-                               "wait for it to finish") from None
-            yield
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self.state_dir)

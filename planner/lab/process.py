@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import glob
 import os
 import re
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +84,19 @@ def ensure_qemu_user() -> None:
             run_or_raise(["groupadd", "-r", group])
     run_or_raise(["useradd", "-r", "-g", "libvirt-qemu", "-G", "kvm", "-s", "/usr/sbin/nologin",
                   "-d", "/var/lib/libvirt", "-M", "libvirt-qemu"])
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold ``directory/.lock`` (flock, not waiting): one lab command at a time per lab."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise LabError(f"another migplan lab command is working on {directory}; "
+                           "wait for it to finish") from None
+        yield
 
 
 def run_or_raise(cmd: list[str]) -> None:
