@@ -133,11 +133,21 @@ def port_open(address: str, port: int) -> bool:
 # ---- virsh -------------------------------------------------------------------------------------
 
 
+# URI -> libvirt auth.conf for the lab's own virsh calls to SASL hosts (``Lab(sasl=True)``)
+_AUTH_FILES: dict[str, str] = {}
+
+
+def use_auth_file(uri: str, path: Path) -> None:
+    """virsh to ``uri`` answers SASL's prompts from ``path`` (libvirt's auth.conf format)."""
+    _AUTH_FILES[uri] = str(path)
+
+
 def virsh(uri: str, *args: str, check: bool = True,
           timeout: float = VIRSH_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LIBVIRT_AUTH_FILE": _AUTH_FILES[uri]} if uri in _AUTH_FILES else None
     try:
         r = subprocess.run(["virsh", "-q", "-c", uri, *args], capture_output=True, text=True,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
+                           timeout=timeout, stdin=subprocess.DEVNULL, env=env)
     except subprocess.TimeoutExpired:
         raise LabError(f"`virsh -c {uri} {' '.join(args)}` did not answer in {timeout:.0f} s") from None
     except FileNotFoundError:
