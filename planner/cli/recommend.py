@@ -159,6 +159,10 @@ def check_cmd(guest: str, dest: str, snapshot: str, fmt: str, cpu_map: str | Non
 
     cat = load_catalog(cpu_map)
     inv = _load(snapshot)
+    # GUEST: the libvirt name, or (a guest Nova manages) its server's name or UUID
+    by_server = {k: n for n, (name, uuid) in inv.nova_servers().items()
+                 for k in (name, uuid) if k}
+    guest = guest if any(d.name == guest for d in inv.domains()) else by_server.get(guest, guest)
     src = next((h for h in inv.hosts for d in h.domains if d.name == guest), None)
     if src is None:
         raise UsageError(f"guest {guest!r} is not in snapshot {snapshot}")
@@ -169,8 +173,8 @@ def check_cmd(guest: str, dest: str, snapshot: str, fmt: str, cpu_map: str | Non
     dom = next(d for d in src.domains if d.name == guest)
     a = assess(dom, src, dst, _policy(memory_reserve, cpu_ratio, no_block_migration), cat)
     if fmt == "json":
-        emit(render_json(report.check_json(a)))
+        emit(render_json(report.check_json(a, inv.nova_servers())))
     else:
-        emit(report.check_text(a, render_table))
+        emit(report.check_text(a, render_table, inv.nova_servers()))
     if not a.feasible:
         raise SystemExit(3)
