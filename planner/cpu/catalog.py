@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from planner.errors import InputError
-from planner.parse.xmlsafe import parse_document
 
 CPUID_REGS = ("eax", "ebx", "ecx", "edx")
 MSR_REGS = ("eax", "edx")
@@ -93,7 +92,7 @@ class Model:
 
 
 @dataclass
-class _BitSpace:
+class BitSpace:
     """Assigns a bit position to every (kind, leaf, subleaf, register) x 32 bits."""
 
     offsets: dict[tuple[str, int, int, str], int] = field(default_factory=dict)
@@ -199,7 +198,7 @@ class Catalog:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any], source: str | None = None) -> Catalog:
-        space = _BitSpace()
+        space = BitSpace()
         features: list[Feature] = []
         for fd in doc["features"]:
             items = tuple(_item_from_json(d) for d in fd["data"])

@@ -26,12 +26,12 @@ from typing import Any
 from planner.cpu.catalog import (
     CPUID_REGS,
     MSR_REGS,
+    BitSpace,
     Catalog,
     DataItem,
     Feature,
     Model,
     Signature,
-    _BitSpace,
 )
 from planner.errors import InputError
 from planner.parse.xmlsafe import parse_document
@@ -96,7 +96,7 @@ class _Loader:
     def __init__(self, read: Callable[[str], bytes], source: str) -> None:
         self.read = read
         self.source = source
-        self.space = _BitSpace()
+        self.space = BitSpace()
         self.vendors: list[tuple[str, str]] = []
         self.features: list[Feature] = []
         self.feature_by_name: dict[str, Feature] = {}
