@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from planner.cpu.versions import NameTable
 from planner.errors import InputError
 
 CPUID_REGS = ("eax", "ebx", "ecx", "edx")
@@ -129,6 +130,9 @@ class Catalog:
         self.models = tuple(models)
         self.libvirt_version = libvirt_version
         self.source = source
+        #: model/feature names per libvirt release (planner/cpu/versions.py), set by
+        #: whoever loads the catalog; None: which libvirt knows what is not checked.
+        self.names: NameTable | None = None
         self.feature_by_name = {f.name: f for f in features}
         self.model_by_name = {m.name: m for m in models}
         self.nonmigratable_mask = 0
