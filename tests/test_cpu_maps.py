@@ -90,7 +90,11 @@ def test_a_host_between_two_releases_is_judged_by_the_older_one():
     d = decider(t, {"cn01": "11.3.0", "cn07": "9.0.0", "cn09": None})
     assert d is not None and d.unversioned == ("cn09",)
     assert not d.knows_model("SapphireRapids") and d.knows_model("Cascadelake-Server")
-    assert d.who_lacks_model("SapphireRapids") == ("9.0", "cn07")
+    assert d.who_lacks_model("SapphireRapids") == "libvirt 9.0.0 on cn07"
+    d8 = decider(t, {"cn01": "11.3.0", "cn07": "8.0.0"})
+    assert d8 is not None and d8.who_lacks_model("SapphireRapids") == "libvirt 8.0.0 on cn07"
+    assert d8.who_lacks_model("EPYC-Milan") == (
+        "libvirt 8.0.0 on cn07 (libvirt 7.0 lacks it, 8.1 has it: check that host's cpu_map)")
     assert not d.knows_feature("amx-fp16") and d.knows_feature("amx-tile")
 
 

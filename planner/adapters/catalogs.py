@@ -104,6 +104,11 @@ def load_cpu_map_archive(path: Path) -> Catalog:
     return Catalog.from_libvirt_cpu_map(read, str(path))
 
 
+def catalog_for_hosts(hosts: Sequence[Host]) -> Catalog:
+    """``catalog_for`` the libvirt versions of these hosts (the snapshot's host.json)."""
+    return catalog_for({h.name: h.libvirt_version for h in hosts})
+
+
 def catalog_for(versions: Mapping[str, str | None]) -> Catalog:
     """The shipped catalog for hosts of these libvirt versions (host -> "9.0.0"): libvirt
     9.0's while no host runs libvirt 10.10 or later (the release that named host CPUs

@@ -21,7 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from planner.cpu.cpudef import CpuDef
+
+if TYPE_CHECKING:  # the catalog module holds a NameTable: import it for types only
+    from planner.cpu.catalog import Catalog
 
 
 def parse_version(text: str | None) -> tuple[int, int, int] | None:
@@ -107,51 +112,62 @@ class Decider:
     """The libvirt releases of a set of hosts, and the names all of them know."""
 
     table: NameTable
-    hosts: Mapping[str, Release]  # host -> the release it is judged by
+    hosts: Mapping[str, tuple[str, Release]]  # host -> (its libvirt version, judged by)
     unversioned: tuple[str, ...]  # hosts whose snapshot has no libvirt version
 
     def knows_model(self, model: str) -> bool:
-        return all(model in r.models for r in self.hosts.values())
+        return all(model in r.models for _, r in self.hosts.values())
 
     def knows_feature(self, feature: str) -> bool:
         names = self.table.spellings(feature)
-        return all(names & r.features for r in self.hosts.values())
+        return all(names & r.features for _, r in self.hosts.values())
 
     def known_models(self, candidates: Iterable[str]) -> list[str]:
         return [m for m in candidates if self.knows_model(m)]
 
-    def who_lacks_model(self, model: str) -> tuple[str, str] | None:
-        """(release, host) of the oldest host whose libvirt lacks ``model``."""
+    def who_lacks_model(self, model: str) -> str | None:
+        """"libvirt 8.0.0 on cn07": the oldest host whose libvirt lacks ``model``."""
         return self._oldest_lacking(lambda r: model in r.models)
 
-    def who_lacks_feature(self, feature: str) -> tuple[str, str] | None:
+    def who_lacks_feature(self, feature: str) -> str | None:
         names = self.table.spellings(feature)
         return self._oldest_lacking(lambda r: bool(names & r.features))
 
-    def _oldest_lacking(self, has: Any) -> tuple[str, str] | None:
-        lacking = sorted(((r.version, h) for h, r in self.hosts.items() if not has(r)))
+    def _oldest_lacking(self, has: Any) -> str | None:
+        lacking = sorted((parse_version(v) or (0, 0, 0), v, h, r)
+                         for h, (v, r) in self.hosts.items() if not has(r))
         if not lacking:
             return None
-        ver, host = lacking[0]
-        return _short(ver), host
+        _, ver, host, rel = lacking[0]
+        later = [r for r in self.table.releases if r.version > rel.version]
+        if parse_version(ver) != rel.version and later and has(later[0]):
+            # between two releases of the table: only the older one is known to lack it
+            return (f"libvirt {ver} on {host} (libvirt {rel.name} lacks it, {later[0].name} "
+                    "has it: check that host's cpu_map)")
+        return f"libvirt {ver} on {host}"
+
+    @property
+    def versions(self) -> list[str]:
+        """The distinct libvirt versions, oldest first."""
+        return sorted({v for v, _ in self.hosts.values()}, key=lambda v: parse_version(v) or ())
 
     @property
     def mixed(self) -> bool:
-        return len({r.version for r in self.hosts.values()}) > 1
+        return len(self.versions) > 1
 
 
 def decider(table: NameTable | None, versions: Mapping[str, str | None]) -> Decider | None:
     """The Decider of hosts -> libvirt version strings; None without a table or versions."""
     if table is None:
         return None
-    hosts: dict[str, Release] = {}
+    hosts: dict[str, tuple[str, Release]] = {}
     unversioned: list[str] = []
     for h, v in versions.items():
         r = table.release_for(v)
-        if r is None:
+        if r is None or v is None:
             unversioned.append(h)
         else:
-            hosts[h] = r
+            hosts[h] = (v, r)
     if not hosts:
         return None
     return Decider(table, hosts, tuple(unversioned))
@@ -169,8 +185,7 @@ def usable_for(dec: Decider | None, usable: set[str] | None,
 
 def model_note(dec: Decider, unknown: str, chosen: str) -> str:
     """"SapphireRapids is unknown to libvirt 8.0 on cn07: using Cascadelake-Server"."""
-    lack = dec.who_lacks_model(unknown)
-    where = f"libvirt {lack[0]} on {lack[1]}" if lack else "some host's libvirt"
+    where = dec.who_lacks_model(unknown) or "some host's libvirt"
     return (f"{unknown} is unknown to {where}: using {chosen} (every model in cpu_models "
             "must be one every host's libvirt knows, or nova-compute on that host refuses "
             "to start).")
@@ -185,7 +200,7 @@ def filter_flags(dec: Decider | None, flags: Sequence[str]) -> tuple[tuple[str, 
         return tuple(flags), []
     keep: list[str] = []
     notes: list[str] = []
-    dropped: list[tuple[str, tuple[str, str]]] = []
+    dropped: list[tuple[str, str]] = []
     for f in flags:
         lack = dec.who_lacks_feature(f[1:]) if f.startswith("+") else None
         if lack is None:
@@ -193,11 +208,43 @@ def filter_flags(dec: Decider | None, flags: Sequence[str]) -> tuple[tuple[str, 
         else:
             dropped.append((f[1:], lack))
     if dropped:
-        by: dict[tuple[str, str], list[str]] = {}
+        by: dict[str, list[str]] = {}
         for name, lack in dropped:
             by.setdefault(lack, []).append(name)
-        for (ver, host), names in sorted(by.items()):
-            notes.append(f"{', '.join(names)} unknown to libvirt {ver} on {host}: left out of "
+        for where, names in sorted(by.items()):
+            notes.append(f"{', '.join(names)} unknown to {where}: left out of "
                          "cpu_model_extra_flags (libvirt refuses a guest CPU naming a feature "
                          "its cpu_map lacks).")
     return tuple(keep), notes
+
+
+def restrict_baseline(cat: Catalog, versions: Mapping[str, str | None], reps: Sequence[CpuDef],
+                      base: CpuDef, usable: set[str] | None
+                      ) -> tuple[CpuDef, set[str] | None, Decider | None, list[str]]:
+    """The oldest libvirt decides: ``base`` (libvirt's baseline of ``reps``) again among
+    the models every host's libvirt knows when its model is unknown to one of them.
+
+    Returns the baseline, the usable models (``usable`` less the unknown ones: the
+    fallbacks in cpu_models come from it), the Decider (for ``filter_flags``) and the
+    sentences saying what the hosts' libvirt versions changed.
+    """
+    from planner.cpu.engine import baseline
+
+    dec = decider(cat.names, versions)
+    if dec is None:
+        return base, usable, None, []
+    notes: list[str] = []
+    if dec.mixed:
+        vs = dec.versions
+        notes.append(f"The hosts run libvirt {', '.join(vs)}: every model and flag below is "
+                     f"one libvirt {vs[0]} knows (the oldest libvirt decides).")
+    if dec.unversioned:
+        notes.append(f"No libvirt version for {', '.join(dec.unversioned[:5])} in the snapshot "
+                     "(host.json): its libvirt's CPU models were not checked.")
+    allowed = usable_for(dec, usable, [m.name for m in cat.models])
+    if base.model is not None and not dec.knows_model(base.model):
+        assert allowed is not None
+        new = baseline(reps, cat, usable_models=sorted(allowed))
+        notes.append(model_note(dec, base.model, new.model or "?"))
+        base = new
+    return base, allowed, dec, notes

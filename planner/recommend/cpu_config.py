@@ -18,6 +18,7 @@ from planner.assess.rules import Policy
 from planner.cpu.catalog import Catalog
 from planner.cpu.cpudef import CpuDef, CpuFeature
 from planner.cpu.engine import QEMU_FILTERED_FEATURES, baseline, compare, cpu_mask
+from planner.cpu.versions import filter_flags, restrict_baseline
 from planner.errors import CpuError, InputError
 from planner.model import Host
 
@@ -338,9 +339,13 @@ def _recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy, scope: str,
                     f"{', '.join(blocking[0].hosts[:3])} (domcapabilities usable='no'): "
                     "the baseline is taken among the models every host can run instead.")
         base = baseline(reps, cat, usable_models=sorted(usable))
+    base, usable, decides, notes = restrict_baseline(
+        cat, {h.name: h.libvirt_version for h in hosts}, reps, base, usable)
+    expl.extend(notes)
     assert base.model is not None
     offered = offered_mask(classes, cat)
-    flags = nova_flags(base, cat, offered, policy.expose_nested)
+    flags, notes = filter_flags(decides, nova_flags(base, cat, offered, policy.expose_nested))
+    expl.extend(notes)
     gcpu = guest_cpu_for(base.model, flags)
     gmask = _guest_mask(gcpu, cat)
 
