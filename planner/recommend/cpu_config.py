@@ -339,8 +339,8 @@ def _recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy, scope: str,
                     f"{', '.join(blocking[0].hosts[:3])} (domcapabilities usable='no'): "
                     "the baseline is taken among the models every host can run instead.")
         base = baseline(reps, cat, usable_models=sorted(usable))
-    base, usable, decides, notes = restrict_baseline(
-        cat, {h.name: h.libvirt_version for h in hosts}, reps, base, usable)
+    versions = {h.name: h.libvirt_version for h in hosts}
+    base, usable, decides, notes = restrict_baseline(cat, versions, reps, base, usable)
     expl.extend(notes)
     assert base.model is not None
     offered = offered_mask(classes, cat)
@@ -359,7 +359,7 @@ def _recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy, scope: str,
         costs.extend(HostCost(h, c.cpu.model, c.id, lost, res.result) for h in c.hosts)
 
     expl = _explain_custom(classes, len(hosts), base, flags, offered, costs, cat, expl)
-    wi = _what_if(classes, cat, gmask, policy) if what_if else ()
+    wi = _what_if(classes, cat, gmask, policy, versions) if what_if else ()
     return Recommendation(scope, names, "custom", tuple(models), flags, base, gcpu,
                           tuple(expl), tuple(costs), wi, tuple(classes))
 
@@ -406,7 +406,7 @@ def _why_not_host_model(classes: Sequence[CpuClass], cat: Catalog) -> str:
 
 
 def _what_if(classes: Sequence[CpuClass], cat: Catalog, gmask: int,
-             policy: Policy) -> tuple[WhatIf, ...]:
+             policy: Policy, versions: Mapping[str, str | None]) -> tuple[WhatIf, ...]:
     """Which CPU generations, retired or split off, raise the baseline most.
 
     First each host CPU model alone (most features gained first), then a
@@ -424,14 +424,18 @@ def _what_if(classes: Sequence[CpuClass], cat: Catalog, gmask: int,
     def gain(removed: frozenset[str]) -> tuple[str, tuple[str, ...]] | None:
         if removed not in memo:
             rest = [c for c in classes if c.label not in removed]
+            reps = [c.cpu for c in rest]
             try:
-                nb = baseline([c.cpu for c in rest], cat)
+                nb = baseline(reps, cat)
             except CpuError:
                 memo[removed] = None
                 return None
+            nb, _, dec, _ = restrict_baseline(
+                cat, {h: versions.get(h) for c in rest for h in c.hosts}, reps, nb, None)
             assert nb.model is not None
-            ncpu = guest_cpu_for(nb.model, nova_flags(nb, cat, offered_mask(rest, cat),
-                                                      policy.expose_nested))
+            flags, _ = filter_flags(dec, nova_flags(nb, cat, offered_mask(rest, cat),
+                                                    policy.expose_nested))
+            ncpu = guest_cpu_for(nb.model, flags)
             nmask = _guest_mask(ncpu, cat)
             memo[removed] = (nb.model, tuple(f.name for f in cat.features
                                              if f.mask & ~nmask == 0 and f.mask & ~gmask != 0))
