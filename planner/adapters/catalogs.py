@@ -22,7 +22,7 @@ from pathlib import Path
 from planner.cpu.catalog import Catalog, load_json_text
 from planner.cpu.cpudef import CpuDef
 from planner.cpu.versions import NameTable, parse_version
-from planner.errors import InputError
+from planner.errors import CpuError, InputError
 from planner.model import Host
 
 MAX_MAP_FILE = 16 * 1024 * 1024
@@ -157,10 +157,13 @@ def harmonise(hosts: Sequence[Host], cat: Catalog) -> tuple[list[Host], dict[str
             continue
         for v in others:
             src = shipped_catalog(v) if v != "9.0" else default_catalog()
-            t = translate(h.cpu, src, cat)
-            if t is None:
-                continue
-            hm = translate(h.host_model, src, cat) if h.host_model is not None else None
+            try:
+                t = translate(h.cpu, src, cat)
+                if t is None:
+                    continue
+                hm = translate(h.host_model, src, cat) if h.host_model is not None else None
+            except CpuError:
+                continue  # not translatable: the host stays as it is (reported unknown)
             out.append(replace(h, cpu=t.cpu, host_model=hm.cpu if hm is not None else None))
             lost = (f"; features libvirt {cat.libvirt_version} cannot name are left out "
                     f"({len(t.unnamed)}: {', '.join(t.unnamed[:6])}"

@@ -26,7 +26,8 @@ from planner.model import Host
 X86_ARCHES = frozenset({"x86_64", "i686", "i386"})
 
 CPU_MAP_HINT = ("pass that host's own cpu_map with --cpu-map DIR (a copy of its "
-                "/usr/share/libvirt/cpu_map), or --cpu-map 11.3 when every host runs libvirt 11")
+                "/usr/share/libvirt/cpu_map; migplan ships libvirt 9.0's and 11.3's, and reads "
+                "a snapshot with 11.3's once a host runs libvirt 10.10 or later)")
 
 
 @dataclass(frozen=True)
@@ -502,6 +503,7 @@ def recommend_groups(hosts: Sequence[Host], groups: Mapping[str, str] | None, ca
             raise InputError(f"groups name hosts not in the snapshot: {', '.join(stray[:10])}")
     # A host the catalog cannot describe never sinks the others: it is left out
     # and reported with the recommendation of its aggregate (or the largest one).
+    vendor_of = {h.name: h.cpu.vendor for h in hosts}
     hosts, left_out = split_unknown(hosts, cat)
     if not hosts:
         raise _all_unknown("all hosts", left_out, cat)
@@ -520,7 +522,9 @@ def recommend_groups(hosts: Sequence[Host], groups: Mapping[str, str] | None, ca
     if left_out:
         scopes = {r.scope: i for i, r in enumerate(recs)}
         for u in left_out:
-            i = scopes.get((groups or {}).get(u.host, ""), 0)
+            # its aggregate; split by vendor, its vendor's; else the largest
+            scope = (groups or {}).get(u.host) or f"vendor {vendor_of.get(u.host) or 'unknown'}"
+            i = scopes.get(scope, 0)
             r = recs[i]
             recs[i] = replace(r, explanation=(u.message(cat), *r.explanation),
                               unknown=(*r.unknown, u))
