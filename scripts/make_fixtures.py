@@ -695,6 +695,35 @@ def build(root: Path) -> list[str]:
     return names
 
 
+#: The demo's example path ships the modern fleet inside the package (planner/cli/demo.py).
+DEMO_ARCHIVE = REPO / "planner" / "data" / "modern-mixed-fleet.tar.xz"
+
+
+def write_demo_archive(fixture: Path, dest: Path) -> None:
+    """``fixture`` as a reproducible tar.xz (sorted, fixed times and owners)."""
+    import tarfile
+
+    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.mtime, info.uid, info.gid, info.uname, info.gname = 946684800, 0, 0, "", ""
+        return info
+
+    with tarfile.open(dest, "w:xz", format=tarfile.PAX_FORMAT) as tar:
+        for f in sorted(p for p in fixture.rglob("*") if p.is_file()):
+            tar.add(f, arcname=str(f.relative_to(fixture)), filter=clean)
+
+
+def _archive_differs(fixture: Path, archive: Path) -> bool:
+    import tarfile
+
+    if not archive.is_file():
+        return True
+    with tarfile.open(archive) as tar:
+        got = {m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
+               for m in tar.getmembers() if m.isfile()}
+    want = {str(p.relative_to(fixture)): p.read_bytes() for p in fixture.rglob("*") if p.is_file()}
+    return got != want
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="compare with fixtures/, write nothing")
@@ -705,6 +734,8 @@ def main() -> int:
         names = build(Path(tmp))
         if args.check:
             bad = [n for n in names if _differs(Path(tmp) / n, out / n)]
+            if _archive_differs(Path(tmp) / "modern-mixed-fleet", DEMO_ARCHIVE):
+                bad.append(str(DEMO_ARCHIVE.relative_to(REPO)))
             if bad:
                 print("fixtures differ from scripts/make_fixtures.py: " + ", ".join(bad))
                 return 1
@@ -714,6 +745,9 @@ def main() -> int:
             shutil.rmtree(out / n, ignore_errors=True)
             shutil.copytree(Path(tmp) / n, out / n)
             print(f"wrote {out / n}")
+        if _archive_differs(Path(tmp) / "modern-mixed-fleet", DEMO_ARCHIVE):
+            write_demo_archive(Path(tmp) / "modern-mixed-fleet", DEMO_ARCHIVE)
+            print(f"wrote {DEMO_ARCHIVE}")
     return 0
 
 

@@ -72,3 +72,38 @@ def test_cpu_baseline_names_the_file_of_an_unknown_model():
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "Unknown CPU model EPYC-Genoa-v2" in r.stderr
     assert "hosts/amd03/capabilities.xml" in r.stderr and "--cpu-map DIR" in r.stderr
+
+
+def test_the_review_frames_read_every_known_host_with_its_libvirts_names():
+    from planner.review import analysis as A
+
+    rep = A.load_report(FLEET)
+    fm = A.feature_matrix(rep.inv)
+    assert list(fm.index) == ["cn01", "cn02", "cn03", "cn04", "cn05", "amd01", "amd02"]
+    # AMX only on Emerald Rapids (the Bronze 3408U has none), AVX-512 FP16 from Sapphire on
+    assert list(fm.index[fm["amx-tile"]]) == ["cn05"]
+    assert list(fm.index[fm["avx512-fp16"]]) == ["cn04", "cn05"]
+    cap = A.capacity_by_model(rep.inv, rep=rep)
+    assert cap.loc["Broadwell-noTSX-IBRS", "recommended"]
+    assert cap.loc["Broadwell-noTSX-IBRS", "hosts"] == 5
+
+
+def test_the_html_report_covers_the_fleet(tmp_path):
+    r = run_cli("report", str(FLEET), "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "capacity-review.html").read_text()
+    assert "EPYC-Genoa-v2" in page and "SapphireRapids" in page
+
+
+def test_the_demos_example_path_plans_the_fleet_shipped_in_the_package(tmp_path):
+    r = run_cli("demo", "--example", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "A current fleet mid-upgrade" in r.stdout
+    assert "SapphireRapids" in r.stdout and "EPYC-Genoa-v2" in r.stdout
+    intel = (tmp_path / "nova-cpu.vendor-Intel.conf").read_text()
+    assert "cpu_mode = custom" in intel and "Broadwell-noTSX-IBRS" in intel
+    # the package's copy is the fixture (scripts/make_fixtures.py --check keeps it so)
+    shipped = {p.relative_to(tmp_path / "modern-mixed-fleet"): p.read_bytes()
+               for p in (tmp_path / "modern-mixed-fleet").rglob("*") if p.is_file()}
+    assert shipped == {p.relative_to(FLEET): p.read_bytes()
+                       for p in FLEET.rglob("*") if p.is_file()}

@@ -69,7 +69,7 @@ __all__ = [
 
 
 def resolve_snapshot(snapshot: str | Path | None = None, *, env: Mapping[str, str] | None = None,
-                     default: str = "mixed-intel-generations") -> Path:
+                     default: str = "modern-mixed-fleet") -> Path:
     """The snapshot directory to review.
 
     Order: ``snapshot`` if given, else ``$MIGPLAN_SNAPSHOT``, else the fixture
