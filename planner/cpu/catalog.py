@@ -76,7 +76,7 @@ class Model:
     mask: int
     features: tuple[str, ...]  # complete list, ancestors included, catalog order
     removed: tuple[str, ...]
-    #: libvirt >= 10.10: features listed with added='yes' -- enabled by QEMU for this
+    #: libvirt >= 10.2: features listed with added='yes' -- enabled by QEMU for this
     #: model, but not part of its data (x86ModelParseFeatures), so never listed by
     #: baseline or --features; only check='full' tolerates them.
     added: tuple[str, ...] = ()

@@ -7,12 +7,13 @@ on the maps each of them ships (see docs/cpu.md for the commits):
 
 * index.xml lists its includes directly (<= 10.9) or one level down in
   ``<group name='...'>`` elements (>= 10.10; cpu_map.c reads ``include|group[@name]/include``);
-* ``<feature name='...' added='yes'/>`` in a model (>= 10.10: the vmx-* features QEMU
-  always enabled) is not part of the model's data;
+* ``<feature name='...' added='yes'/>`` in a model (>= 10.2, libvirt commit 5fbfa5ab:
+  the vmx-* features QEMU always enabled) is not part of the model's data;
 * a model inherits its ancestor's data less the ancestor's removed features;
 * a model defined as another with no signature, vendor or feature of its own makes
-  itself that other's canonical name (``Icelake-Server-v2`` for ``Icelake-Server-noTSX``);
-* ``<check partial='compat'/>`` is validated and kept.
+  itself that other's canonical name (``Icelake-Server-v2`` for ``Icelake-Server-noTSX``;
+  the versioned models arrived in 10.10);
+* ``<check partial='compat'/>`` is validated and kept (11.3's maps; 10.7's have none).
 libvirt 9.0's maps have none of these constructs but one ancestor chain, on which the
 two loaders agree (tests/test_cpu_maps.py loads 9.0's map and compares).
 """
@@ -181,7 +182,7 @@ class _Loader:
                     f"{where}: Ancestor model {anc_el.get('name')} not found for CPU model {name}")
             anc = self.models[i]
             vendor, sigs = anc.vendor, anc.signatures
-            # x86ModelParseAncestor (>= 10.10): the ancestor's removed features go.
+            # x86ModelParseAncestor (11.3; not 9.0): the ancestor's removed features go.
             feats = [f for f in anc.features if f not in anc.removed]
         changed = False
         sig_els = el.findall("signature")
