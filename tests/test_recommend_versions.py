@@ -57,3 +57,39 @@ def test_a_host_without_a_libvirt_version_is_named():
     hosts = [_spr("cn01", "11.3.0"), _spr("cn02", None, drop=("pbe",))]
     rec = recommend(hosts, catalog_for_hosts(hosts), what_if=False)
     assert any("No libvirt version for cn02" in e for e in rec.explanation)
+
+
+def test_one_cpu_named_by_libvirt_9_and_by_libvirt_11_loses_nothing():
+    # an Ice Lake-SP: libvirt 11 says Icelake-Server-v1 + features, libvirt 9.0 names the
+    # same CPUID bits with its own decode (a 9.0 host of the same fleet)
+    from planner.adapters.catalogs import default_catalog, shipped_catalog
+    from planner.cpu.engine import decode
+
+    new = parse_cpu_file((MODERN_CORPUS / "x86_64-cpuid-Ice-Lake-Server-host.xml").read_bytes(),
+                         "icx", "host")[0]
+    cat9, cat11 = default_catalog(), shipped_catalog("11.3")
+    names = [*cat11.model_by_name[new.model].features, *(f.name for f in new.features)]
+    dec = decode(cat9.mask_of(n for n in names if n in cat9.feature_by_name), "Intel", cat9,
+                 cpu_type="host", signature=new.signature)
+    old = dataclasses.replace(new, model=dec.model, features=tuple(
+        dataclasses.replace(f, policy=None) for f in dec.features))
+    assert old.model == "Icelake-Server" and new.model == "Icelake-Server-v1"
+    hosts = [host("cn01", cpu=old, host_model=None, libvirt_version="9.0.0"),
+             host("cn04", cpu=new, host_model=None, libvirt_version="11.3.0")]
+    cat = catalog_for_hosts(hosts)
+    rec = recommend(hosts, cat, what_if=False)
+    assert rec.cpu_models[0] == "Icelake-Server"  # the model both libvirts know
+    lost = {c.host: set(c.features_lost) for c in rec.costs}
+    # the 9.0 host gives up nothing but what Nova's flags leave out by rule; the 11.3
+    # host in addition only what libvirt 9.0 cannot name
+    rule = {"vmx"} | cat.nonmigratable | {"ds", "acpi", "tm", "pbe", "dtes64", "monitor",
+                                          "ds_cpl", "smx", "est", "tm2", "xtpr", "dca",
+                                          "osxsave", "ospke", "cmt", "mbm_total",
+                                          "mbm_local", "intel-pt"}
+    # and mpx, which libvirt 11.3 removed from the Ice Lake models (the guest CPU says
+    # -mpx, which libvirt 9.0 understands; Linux dropped MPX support in 5.6)
+    rule.add("mpx")
+    assert "-mpx" in rec.cpu_model_extra_flags
+    assert lost["cn01"] <= rule, lost["cn01"] - rule
+    unknown_to_9 = {n for n in names if n not in cat9.feature_by_name}
+    assert lost["cn04"] <= rule | unknown_to_9, lost["cn04"] - rule - unknown_to_9
