@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from planner.adapters.catalogs import load_catalog
+from planner.adapters.catalogs import catalog_for_hosts, load_catalog
 from planner.assess.rules import Policy
 from planner.cli.output import (
     cpu_map_option,
@@ -85,7 +85,7 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
     """
     from planner.review import report
 
-    cat = load_catalog(cpu_map)
+    cat = load_catalog(cpu_map) if cpu_map else None  # None: by the hosts' libvirt
     groups = None
     if groups_file is not None:
         from planner.recommend.groups import parse_groups
@@ -157,8 +157,8 @@ def check_cmd(guest: str, dest: str, snapshot: str, fmt: str, cpu_map: str | Non
     from planner.assess.rules import assess
     from planner.review import report
 
-    cat = load_catalog(cpu_map)
     inv = _load(snapshot)
+    cat = load_catalog(cpu_map) if cpu_map else catalog_for_hosts(inv.hosts)
     # GUEST: the libvirt name, or (a guest Nova manages) its server's name or UUID
     by_server = {k: n for n, (name, uuid) in inv.nova_servers().items()
                  for k in (name, uuid) if k}

@@ -464,16 +464,18 @@ def _sev(status: str) -> int:
     return {"ok": 0, "warn": 1, "unknown": 2, "blocked": 3}[status]
 
 
-def build_report(inv: Inventory, cat: Catalog, policy: Policy | None = None,
+def build_report(inv: Inventory, cat: Catalog | None, policy: Policy | None = None,
                  groups: dict[str, str] | None = None) -> Report:
-    """Recommend (per aggregate when grouped) and analyse the whole inventory."""
+    """Recommend (per aggregate when grouped) and analyse the whole inventory; ``cat``
+    None: the shipped catalog that reads every host's libvirt (catalog_for_hosts)."""
     from dataclasses import replace
 
-    from planner.adapters.catalogs import harmonise
+    from planner.adapters.catalogs import catalog_for_hosts, harmonise
     from planner.recommend.cpu_config import by_host, recommend_groups
     from planner.recommend.graph import analyze
 
     policy = policy or Policy()
+    cat = cat or catalog_for_hosts(inv.hosts)
     hosts, notes = harmonise(inv.hosts, cat)
     if notes:
         inv = replace(inv, hosts=tuple(hosts))
