@@ -281,3 +281,16 @@ class Inventory:
 
     def domains(self) -> list[Domain]:
         return [d for h in self.hosts for d in h.domains]
+
+    def nova_servers(self) -> dict[str, tuple[str, str | None]]:
+        """libvirt guest name -> (Nova server name, server UUID) of every guest Nova manages:
+        from its ``<nova:instance>`` metadata, else from nova.json's server of that
+        instance name.  Empty for a plain libvirt fleet."""
+        out: dict[str, tuple[str, str | None]] = {}
+        for d in self.domains():
+            if d.nova is not None and d.nova.name is not None:
+                out[d.name] = (d.nova.name, d.nova.uuid)
+        for s in self.nova.servers if self.nova is not None else ():
+            if s.instance_name and s.instance_name not in out:
+                out[s.instance_name] = (s.name, s.id)
+        return out

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
     the_lab = Lab(tmp_path_factory.mktemp("lab") / "state", hosts=LAB_HOSTS, guests=LAB_GUESTS,
                   first_ip=LAB_FIRST_IP)
+    yield from _up_for_the_session(the_lab)
+
+
+def _up_for_the_session(the_lab: Any) -> Iterator[Any]:
+    """``the_lab.up()``, yield it, ``the_lab.down()`` -- also from an atexit guard, should
+    the session end abruptly."""
     stopped = False
 
     def stop() -> None:
@@ -131,21 +138,7 @@ def nova_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         pytest.skip(f"the Nova lab's Debian packages cannot be installed here: {err}")
     the_lab = NovaLab(state, hosts=NOVA_HOSTS, guests=NOVA_SERVERS_PER_HOST,
                       first_ip=NOVA_FIRST_HOST_IP, control=NOVA_CONTROL)
-    stopped = False
-
-    def stop() -> None:
-        nonlocal stopped
-        if not stopped:
-            stopped = True
-            the_lab.down()
-
-    atexit.register(stop)
-    try:
-        the_lab.up()
-        yield the_lab
-    finally:
-        stop()
-        atexit.unregister(stop)
+    yield from _up_for_the_session(the_lab)
 
 
 def pytest_addoption(parser):

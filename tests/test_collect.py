@@ -146,9 +146,12 @@ def test_an_interrupted_collect_cleans_up_without_waiting_for_slow_hosts(tmp_pat
                                                                         sig):
     out = tmp_path / "snap"
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    # SIGINT at its default: a suite started in the background (no job control) ignores it,
+    # and a child inherits that (as in test_migrate)
     p = subprocess.Popen([sys.executable, "-m", "planner", "collect", TESTNODE_URI,
                           silent_server, "--out", str(out), "--timeout", "120"],
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not list(tmp_path.glob(".snap.collecting-*/staging/*/host.json")):

@@ -165,7 +165,7 @@ def test_up_on_a_busy_address_fails_before_starting_anything(tmp_path):
 @needs_lab
 def test_a_daemon_that_fails_to_start_is_reported_with_its_log(tmp_path, monkeypatch):
     # a real libvirtd, given a config it rejects
-    monkeypatch.setattr(labmod, "libvirtd_conf", lambda addr, uuid: "listen_tcp = [\n")
+    monkeypatch.setattr(labmod, "libvirtd_conf", lambda addr, uuid, **kw: "listen_tcp = [\n")
     lab = Lab(tmp_path, hosts=1, guests=0, first_ip=OWN_LAB_IP)
     with pytest.raises(LabError) as exc:
         lab.up()

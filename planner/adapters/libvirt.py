@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import libvirt
 
 from planner.act.migrate import Progress
+from planner.collect.credentials import LibvirtCredentials
 from planner.collect.sources import redact_uri
 from planner.errors import HostError
 from planner.plan.migration import GuestPresence, MigrationPlan
@@ -90,10 +91,11 @@ class Conn:
     uri: str
     ro: Any  # libvirt.virConnect
     _rw: Any = field(default=None, repr=False)
+    credentials: LibvirtCredentials | None = field(default=None, repr=False)
 
     def rw(self) -> Any:
         if self._rw is None:
-            self._rw = _open(self.uri, readonly=False)
+            self._rw = _open(self.uri, readonly=False, credentials=self.credentials)
         return self._rw
 
     # The reads collect makes (collect takes any object with these methods).
@@ -192,10 +194,29 @@ class Conn:
                     c.close()
 
 
-def _open(uri: str, readonly: bool) -> Any:
+def _auth(creds: LibvirtCredentials) -> list[Any]:
+    """libvirt's authentication callback answering SASL's user and password prompts."""
+    def answer(prompts: list[list[Any]], _opaque: object) -> int:
+        for p in prompts:
+            if p[0] == libvirt.VIR_CRED_AUTHNAME:
+                p[4] = creds.user
+            elif p[0] == libvirt.VIR_CRED_PASSPHRASE:
+                p[4] = creds.password
+            else:
+                return -1  # a prompt we have no answer for: libvirt reports auth failed
+        return 0
+
+    return [[libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_PASSPHRASE], answer, None]
+
+
+def _open(uri: str, readonly: bool, credentials: LibvirtCredentials | None = None) -> Any:
     _start_event_loop()
     try:
-        conn = libvirt.openReadOnly(uri) if readonly else libvirt.open(uri)
+        if credentials is not None:
+            conn = libvirt.openAuth(uri, _auth(credentials),
+                                    libvirt.VIR_CONNECT_RO if readonly else 0)
+        else:
+            conn = libvirt.openReadOnly(uri) if readonly else libvirt.open(uri)
     except libvirt.libvirtError as err:
         raise HostError(f"{redact_uri(uri)}: {_message(err)}", _kind(err)) from None
     if conn is None:  # older bindings returned None instead of raising
@@ -206,9 +227,11 @@ def _open(uri: str, readonly: bool) -> Any:
     return conn
 
 
-def connect(uri: str) -> Conn:
-    """Open a read-only connection to ``uri`` (raises HostError)."""
-    return Conn(uri, _open(uri, readonly=True))
+def connect(uri: str, credentials: LibvirtCredentials | None = None) -> Conn:
+    """Open a read-only connection to ``uri`` (raises HostError); ``credentials`` answer
+    SASL's prompts through libvirt's authentication callback."""
+    return Conn(uri, _open(uri, readonly=True, credentials=credentials),
+                credentials=credentials)
 
 
 @contextlib.contextmanager

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import click
 
 from planner.cli.output import emit, read_input, render_table
+from planner.collect.credentials import credentials
 from planner.collect.nova import DEFAULT_NOVA_URI_TEMPLATE, nova_targets, read_cloud
 from planner.collect.run import DEFAULT_TIMEOUT, DEFAULT_WORKERS, HostEvent, collect
 from planner.collect.sources import (
@@ -56,6 +58,12 @@ def _lab_targets() -> list[Target]:
 @click.option("--os-cloud", "os_cloud", metavar="NAME",
               help="Read Nova (clouds.yaml / OS_* as the openstack CLI does) into nova.json, "
                    "then collect every nova-compute host's libvirt.")
+@click.option("--libvirt-user", metavar="USER", default=None,
+              help="SASL user for libvirt (default $MIGPLAN_LIBVIRT_USER or nova, kolla's).")
+@click.option("--libvirt-password-file", metavar="F", default=None,
+              help="SASL password for libvirt: kolla-ansible's passwords.yml "
+                   "(libvirt_sasl_password) or a file holding the password; else "
+                   "$MIGPLAN_LIBVIRT_PASSWORD.  Never stored or printed.")
 @click.option("--out", "out", metavar="DIR", required=True,
               help="New snapshot directory (must not exist, or be empty).")
 @click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="S",
@@ -64,7 +72,8 @@ def _lab_targets() -> list[Target]:
               help="Hosts read in parallel.")
 def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory: str | None,
                 group: str | None, uri_template: str | None, lab: bool, os_cloud: str | None,
-                out: str, timeout: float, workers: int) -> None:
+                libvirt_user: str | None, libvirt_password_file: str | None, out: str,
+                timeout: float, workers: int) -> None:
     """Collect capabilities, guests and resources of every host into a snapshot.
 
     Read-only: nothing changes on any host.  Each host's raw XML is stored as
@@ -78,6 +87,7 @@ def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory
       migplan collect --ansible-inventory multinode --group compute --out snap
       migplan collect --hosts-file hosts.txt --uri-template 'qemu+tcp://{host}/system' --out snap
       migplan collect --os-cloud mycloud --out snap        # Nova, then each compute's libvirt
+      migplan collect --os-cloud mycloud --libvirt-password-file /etc/kolla/passwords.yml --out snap
     """
     if group and not ansible_inventory:
         raise UsageError("--group needs --ansible-inventory")
@@ -121,9 +131,12 @@ def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory
             line += f" ({ev.detail})"
         click.echo(line, err=True)
 
+    creds = credentials(_text(libvirt_password_file) if libvirt_password_file else None,
+                        libvirt_password_file or "", libvirt_user, os.environ)
     # SIGTERM unwinds like Ctrl-C, so the half-written snapshot is removed.
     signal.signal(signal.SIGTERM, _terminate)
-    result = collect(targets, out, timeout=timeout, workers=workers, progress=progress, nova=nova)
+    result = collect(targets, out, timeout=timeout, workers=workers, progress=progress, nova=nova,
+                     credentials=creds)
     rows = [[h.name, h.status, h.guests, f"{h.duration:.2f}s",
              h.error or (f"{len(h.warnings)} reads failed, see manifest.json"
                          if h.warnings else "")] for h in result.hosts]

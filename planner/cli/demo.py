@@ -2,8 +2,11 @@
 
 As root with libvirt and QEMU installed, the embedded default is the local lab
 (`migplan lab up`): real libvirt hosts with real guests are collected into a
-snapshot and the planner runs on it.  Elsewhere, the shipped example cluster
-(capabilities of four Intel generations) stands in, and the demo says why.
+snapshot and the planner runs on it.  Elsewhere, the shipped examples stand in,
+and the demo says why: the baseline of four Intel generations' capabilities,
+then the whole plan of a current fleet mid-upgrade (planner/data/
+modern-mixed-fleet.tar.xz, the fixture of that name: real CPUs on libvirt 9.0
+and 11.3, and a host no catalog knows).
 """
 
 from __future__ import annotations
@@ -26,7 +29,30 @@ def _say(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-def _example_cluster(reason: str) -> None:
+def _example_fleet(out: str) -> None:
+    """The current mixed fleet: unpacked under ``out``, recommended, Nova settings written."""
+    import tarfile
+
+    from planner.review import report
+    from planner.snapshot.read import load
+
+    dest = Path(out) / "modern-mixed-fleet"
+    archive = resources.files("planner").joinpath("data/modern-mixed-fleet.tar.xz")
+    dest.mkdir(parents=True, exist_ok=True)
+    with archive.open("rb") as f, tarfile.open(fileobj=f, mode="r:xz") as tar:
+        tar.extractall(dest, filter="data")
+    rep = report.build_report(load(dest), None)
+    emit(f"\nA current fleet mid-upgrade ({dest}: Cascade Lake and Ice Lake hosts on libvirt "
+         "9.0, Sapphire and Emerald Rapids and an EPYC Milan aggregate on libvirt 11.3, an EPYC "
+         "Genoa host on a newer libvirt):\n\n")
+    emit(report.report_text(rep, render_table))
+    for rec in rep.recs:
+        nova = Path(out) / f"nova-cpu.{report.slug(rec.scope)}.conf"
+        nova.write_text(report.nova_ini(rec))
+        emit(f"\nNova settings for {rec.scope} written to {nova}.\n")
+
+
+def _example_cluster(reason: str, out: str) -> None:
     emit(f"The lab cannot run here ({reason}); using the shipped example cluster instead.\n\n")
     data = resources.files("planner").joinpath("data/example-cluster-caps.xml").read_bytes()
     cat = default_catalog()
@@ -39,6 +65,7 @@ def _example_cluster(reason: str) -> None:
             for i, h in enumerate(hosts, start=1)]
     emit("\nEach host against the baseline:\n")
     emit(render_table(["host", "model", "result"], rows))
+    _example_fleet(out)
 
 
 def _lab_unavailable() -> str | None:
@@ -73,7 +100,7 @@ def demo(out: str, example: bool) -> None:
     """
     reason = "--example given" if example else _lab_unavailable()
     if reason:
-        _example_cluster(reason)
+        _example_cluster(reason, out)
         return
     from planner.assess.rules import Policy
     from planner.collect.run import collect
@@ -87,7 +114,7 @@ def demo(out: str, example: bool) -> None:
     try:
         lab.up(progress=lambda m: _say(f"  {m}"))
     except MigplanError as err:
-        _example_cluster(f"lab up failed: {err}")
+        _example_cluster(f"lab up failed: {err}", out)
         return
     snap = Path(out) / time.strftime("snapshot-%Y%m%d-%H%M%S")
     snap.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from planner.adapters.catalogs import load_catalog
+from planner.adapters.catalogs import catalog_for_hosts, load_catalog
 from planner.assess.rules import Policy
 from planner.cli.output import (
     cpu_map_option,
@@ -85,7 +85,7 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
     """
     from planner.review import report
 
-    cat = load_catalog(cpu_map)
+    cat = load_catalog(cpu_map) if cpu_map else None  # None: by the hosts' libvirt
     groups = None
     if groups_file is not None:
         from planner.recommend.groups import parse_groups
@@ -157,8 +157,12 @@ def check_cmd(guest: str, dest: str, snapshot: str, fmt: str, cpu_map: str | Non
     from planner.assess.rules import assess
     from planner.review import report
 
-    cat = load_catalog(cpu_map)
     inv = _load(snapshot)
+    cat = load_catalog(cpu_map) if cpu_map else catalog_for_hosts(inv.hosts)
+    # GUEST: the libvirt name, or (a guest Nova manages) its server's name or UUID
+    by_server = {k: n for n, (name, uuid) in inv.nova_servers().items()
+                 for k in (name, uuid) if k}
+    guest = guest if any(d.name == guest for d in inv.domains()) else by_server.get(guest, guest)
     src = next((h for h in inv.hosts for d in h.domains if d.name == guest), None)
     if src is None:
         raise UsageError(f"guest {guest!r} is not in snapshot {snapshot}")
@@ -169,8 +173,8 @@ def check_cmd(guest: str, dest: str, snapshot: str, fmt: str, cpu_map: str | Non
     dom = next(d for d in src.domains if d.name == guest)
     a = assess(dom, src, dst, _policy(memory_reserve, cpu_ratio, no_block_migration), cat)
     if fmt == "json":
-        emit(render_json(report.check_json(a)))
+        emit(render_json(report.check_json(a, inv.nova_servers())))
     else:
-        emit(report.check_text(a, render_table))
+        emit(report.check_text(a, render_table, inv.nova_servers()))
     if not a.feasible:
         raise SystemExit(3)

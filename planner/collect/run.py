@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from planner import __version__
+from planner.collect.credentials import LibvirtCredentials
 from planner.collect.sources import Target, redact_uri, uri_host
 from planner.errors import HostError, InputError, MigplanError, PartialError, UsageError
 from planner.model import NovaFacts
@@ -119,12 +120,12 @@ class CollectResult:
                                f"the snapshot in {self.out_dir} holds the others")
 
 
-def default_connect(uri: str) -> HostConn:
+def default_connect(uri: str, credentials: LibvirtCredentials | None = None) -> HostConn:
     from planner.adapters import (
         libvirt as virt,  # the one module that imports libvirt, loaded only to collect
     )
 
-    return virt.connect(uri)
+    return virt.connect(uri, credentials)
 
 
 # --- one host ------------------------------------------------------------------------------
@@ -236,6 +237,7 @@ def collect(
     progress: Callable[[HostEvent], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     nova: NovaFacts | None = None,
+    credentials: LibvirtCredentials | None = None,
 ) -> CollectResult:
     """Collect every target into a new snapshot directory ``out_dir``.
 
@@ -243,6 +245,7 @@ def collect(
     recorded in the manifest and the others are collected; the caller decides
     what a partial result means (``CollectResult.raise_if_partial``).  ``nova``
     (what Nova said, read before the hosts) is written as the snapshot's nova.json.
+    ``credentials`` (SASL) go to every host's libvirt, never into the snapshot.
     """
     if not targets:
         raise UsageError("no hosts to collect: give URIs, --hosts-file, --ansible-inventory or --lab")
@@ -252,7 +255,7 @@ def collect(
         raise UsageError("--workers must be at least 1")
     out = Path(out_dir)
     check_out_dir(out)
-    connect = connect or default_connect
+    connect = connect or (lambda uri: default_connect(uri, credentials))
     total = len(targets)
     lock = threading.Lock()
     cancel = threading.Event()

@@ -15,18 +15,25 @@ import libvirt.  Everything the lab owns lives under one state directory;
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
+import secrets
 import shutil
+import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from planner.lab.config import (
+    SASL_CONF_DIR as SASL_CONF_DIR,
+)
+from planner.lab.config import (
+    SASL_USER as SASL_USER,
+)
 from planner.lab.config import (
     SHAPES as SHAPES,
 )
@@ -44,6 +51,9 @@ from planner.lab.config import (
 )
 from planner.lab.config import (
     random_host_uuid as random_host_uuid,
+)
+from planner.lab.config import (
+    sasl_conf as sasl_conf,
 )
 from planner.lab.process import (
     QEMU_DRIVER_GLOB as QEMU_DRIVER_GLOB,
@@ -88,6 +98,9 @@ from planner.lab.process import (
     list_guests as list_guests,
 )
 from planner.lab.process import (
+    locked as locked,
+)
+from planner.lab.process import (
     mount_ns as mount_ns,
 )
 from planner.lab.process import (
@@ -116,6 +129,9 @@ from planner.lab.process import (
 )
 from planner.lab.process import (
     tail as tail,
+)
+from planner.lab.process import (
+    use_auth_file as use_auth_file,
 )
 from planner.lab.process import (
     virsh as virsh,
@@ -173,6 +189,12 @@ class LabHost:
         return self.dir / "daemon.log"
 
 
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def default_state_dir() -> Path:
     env = os.environ.get(STATE_DIR_ENV)
     return Path(env) if env else DEFAULT_STATE_DIR
@@ -191,13 +213,13 @@ class Lab:
 
     def __init__(self, state_dir: Path | str | None = None, hosts: int | None = None,
                  guests: int | None = None, first_ip: int | None = None,
-                 accel: str | None = None) -> None:
+                 accel: str | None = None, sasl: bool | None = None) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.state_dir = self.state_dir.absolute()
         if accel not in (None, "kvm", "tcg"):
             raise LabError(f"unknown accelerator {accel!r}: use kvm or tcg")
         self._explicit = {"hosts_count": hosts, "guests": guests, "first_ip": first_ip,
-                          "accel": accel}
+                          "accel": accel, "sasl": sasl}
         self._configure(prefer_recorded=False)
 
     def _configure(self, prefer_recorded: bool) -> None:
@@ -207,7 +229,8 @@ class Lab:
         it was asked for (and refuses a conflict with what runs).
         """
         rec = self.recorded = self._read_state()
-        defaults: dict[str, Any] = {"hosts_count": 3, "guests": 2, "first_ip": 2, "accel": None}
+        defaults: dict[str, Any] = {"hosts_count": 3, "guests": 2, "first_ip": 2, "accel": None,
+                                    "sasl": False}
         value: dict[str, Any] = {}
         for key, default in defaults.items():
             explicit = self._explicit[key]
@@ -219,6 +242,10 @@ class Lab:
         self.n_guests = int(value["guests"])
         self.first_ip = int(value["first_ip"])
         self._accel = value["accel"]
+        self.sasl = bool(value["sasl"])
+        if self.sasl:
+            for h in self.hosts:
+                use_auth_file(h.uri, self.state_dir / "auth.conf")
         if self.n_hosts < 1:
             raise LabError("a lab needs at least 1 host")
         if self.n_guests < 0:
@@ -358,12 +385,17 @@ class Lab:
             Path(target).mkdir(parents=True, exist_ok=True)  # mount points must exist
         ensure_qemu_user()
         host_uuid = random_host_uuid()
-        h.conf.write_text(libvirtd_conf(h.address, host_uuid))
+        h.conf.write_text(libvirtd_conf(h.address, host_uuid, sasl=self.sasl))
+        if self.sasl:
+            self._sasl_setup(h)
         (h.dir / "etc" / "qemu.conf").write_text(qemu_conf(h.address))
         (h.dir / "host_uuid").write_text(host_uuid + "\n")
         script = "set -e\n"
         for i, (target, _sub) in enumerate(PRIVATE_DIRS, start=1):
             script += f'mount --bind "${i}" {target}\n'
+        if self.sasl:
+            # the host's own SASL application config (libvirt.conf) over the machine's
+            script += f'mount --bind "{h.dir / "sasl2"}" {SASL_CONF_DIR}\n'
         if shutil.which("hostname"):
             # a distinct hostname per host, so tools keying hosts by hostname see N hosts
             script += f'hostname "${len(PRIVATE_DIRS) + 1}"\n'
@@ -381,6 +413,42 @@ class Lab:
             log.close()
         (h.dir / "pid").write_text(f"{proc.pid}\n")
         return proc
+
+    @property
+    def passwords_file(self) -> Path:
+        """With ``sasl``: the lab's libvirt SASL password, as kolla-ansible's passwords.yml
+        holds it (``libvirt_sasl_password``), for ``collect --libvirt-password-file``."""
+        return self.state_dir / "passwords.yml"
+
+    def _sasl_password(self) -> str:
+        f = self.passwords_file
+        if not f.exists():
+            pw = secrets.token_hex(16)
+            _write_private(f, f"libvirt_sasl_password: {pw}\n")
+            # libvirt's auth.conf, for the lab's own virsh calls
+            _write_private(self.state_dir / "auth.conf",
+                           f"[credentials-lab]\nauthname={SASL_USER}\npassword={pw}\n\n"
+                           "[auth-libvirt-default]\ncredentials=lab\n")
+        return f.read_text().split(":", 1)[1].strip()
+
+    def _sasl_setup(self, h: LabHost) -> None:
+        """libvirtd's SASL (as kolla-ansible deploys it for qemu+tcp): DIGEST-MD5 (plain TCP
+        needs a mechanism with encryption), user ``nova`` in the host's own sasldb."""
+        if shutil.which("saslpasswd2") is None:
+            raise LabError("--sasl needs saslpasswd2: apt-get install -y --no-install-recommends "
+                           "sasl2-bin libsasl2-modules")
+        (h.dir / "sasl2").mkdir(exist_ok=True)
+        (h.dir / "sasl2" / "libvirt.conf").write_text(sasl_conf())
+        Path(SASL_CONF_DIR).mkdir(parents=True, exist_ok=True)  # the mount point
+        db = h.dir / "etc" / "passwd.db"  # /etc/libvirt/passwd.db inside the host
+        # the realm is the server's hostname: the host's own (set in its UTS namespace)
+        realm = h.name if shutil.which("hostname") else socket.gethostname()
+        r = subprocess.run(["saslpasswd2", "-p", "-a", "libvirt", "-f", str(db), "-u", realm,
+                            SASL_USER],
+                           input=self._sasl_password() + "\n", capture_output=True, text=True,
+                           timeout=30)
+        if r.returncode != 0:
+            raise LabError(f"saslpasswd2 for {h.name} failed: {r.stderr.strip()}")
 
     def _wait_ready(self, h: LabHost, proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -489,7 +557,7 @@ class Lab:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         data = {
             "hosts_count": self.n_hosts, "guests": self.n_guests, "first_ip": self.first_ip,
-            "accel": self.accel,
+            "accel": self.accel, "sasl": self.sasl,
             "hosts": [{"name": h.name, "address": h.address, "uri": h.uri} for h in self.hosts],
         }
         tmp = self.state_dir / "lab.json.tmp"
@@ -503,7 +571,7 @@ class Lab:
         for h in self._known_hosts():
             if h.dir.exists():
                 shutil.rmtree(h.dir)
-        for f in ("lab.json", "lab.json.tmp", ".lock"):
+        for f in ("lab.json", "lab.json.tmp", ".lock", "passwords.yml", "auth.conf"):
             with contextlib.suppress(FileNotFoundError):
                 (self.state_dir / f).unlink()
         for d in (hosts_dir, self.state_dir):
@@ -511,13 +579,5 @@ class Lab:
                 d.rmdir()
         self.recorded = {}
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / ".lock", "w") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise LabError(f"another migplan lab command is working on {self.state_dir}; "
-                               "wait for it to finish") from None
-            yield
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self.state_dir)

@@ -35,12 +35,25 @@ def random_host_uuid() -> str:
     return str(uuid.uuid4())
 
 
-def libvirtd_conf(address: str, host_uuid: str) -> str:
+SASL_CONF_DIR = "/etc/sasl2"  # Cyrus SASL's application configs (libvirt.conf)
+SASL_USER = "nova"  # kolla-ansible's libvirt SASL user
+
+
+def sasl_conf() -> str:
+    """libvirtd's SASL application config for qemu+tcp (no TLS: DIGEST-MD5, the mechanism
+    kolla-ansible uses then; SCRAM-SHA-256 gives no encryption, which libvirt requires on
+    plain TCP)."""
+    return ("# written by migplan lab\n"
+            "mech_list: digest-md5\n"
+            "sasldb_path: /etc/libvirt/passwd.db\n")
+
+
+def libvirtd_conf(address: str, host_uuid: str, sasl: bool = False) -> str:
     return (
         "# written by migplan lab\n"
         "listen_tcp = 1\n"
         "listen_tls = 0\n"
-        'auth_tcp = "none"\n'
+        f'auth_tcp = "{"sasl" if sasl else "none"}"\n'
         f'listen_addr = "{address}"\n'
         f'host_uuid = "{host_uuid}"\n'
         'log_outputs = "3:stderr"\n'

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import os
 import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ from planner.lab.nova_services import (
     lab_pids,
     write_if_changed,
 )
-from planner.lab.process import stop_groups, tail
+from planner.lab.process import locked, stop_groups, tail
 
 CLOUD = "migplan-lab"
 FLAVOR = ("m1.lab", 128, 1, 1)  # name, MiB, vCPUs, GB
@@ -459,14 +458,7 @@ class NovaLab:
         tmp.replace(self.root / "nova-lab.json")
         self.recorded = data
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
         os.makedirs(self.root, mode=0o700, exist_ok=True)
-        with open(self.root / ".lock", "w") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise LabError(f"another migplan lab command is working on {self.root}; "
-                               "wait for it to finish") from None
-            yield
+        return locked(self.root)
 

@@ -54,17 +54,19 @@ class NovaLabSpec:
     @property
     def epmd_port(self) -> int:
         """Erlang's port mapper always listens on 127.0.0.1 and ::1 too (besides the address
-        it is given): each lab needs its own port.  4369 (the default) for 127.0.0.1."""
+        it is given): each lab needs its own port.  4369 (the default) for 127.0.0.1, else
+        14000 + the address's last octet (below Linux's ephemeral ports, 32768-60999, which
+        any outgoing connection may hold)."""
         last = int(self.control.rsplit(".", 1)[1])
-        return 4369 if self.control == "127.0.0.1" else 40000 + last
+        return 4369 if self.control == "127.0.0.1" else 14000 + last
 
     @property
     def dist_port(self) -> int:
         """RabbitMQ's distribution port listens on the control address only, but RabbitMQ
         refuses to start when that port is taken on any address: each lab needs its own.
-        25672 (the default) for 127.0.0.1."""
+        25672 (the default) for 127.0.0.1, else 15000 + the address's last octet."""
         last = int(self.control.rsplit(".", 1)[1])
-        return 25672 if self.control == "127.0.0.1" else 41000 + last
+        return 25672 if self.control == "127.0.0.1" else 15000 + last
 
     def url(self, service: str, path: str = "") -> str:
         return f"http://{self.control}:{PORTS[service]}{path}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import glob
 import os
 import re
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +86,19 @@ def ensure_qemu_user() -> None:
                   "-d", "/var/lib/libvirt", "-M", "libvirt-qemu"])
 
 
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold ``directory/.lock`` (flock, not waiting): one lab command at a time per lab."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise LabError(f"another migplan lab command is working on {directory}; "
+                           "wait for it to finish") from None
+        yield
+
+
 def run_or_raise(cmd: list[str]) -> None:
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
@@ -118,11 +133,21 @@ def port_open(address: str, port: int) -> bool:
 # ---- virsh -------------------------------------------------------------------------------------
 
 
+# URI -> libvirt auth.conf for the lab's own virsh calls to SASL hosts (``Lab(sasl=True)``)
+_AUTH_FILES: dict[str, str] = {}
+
+
+def use_auth_file(uri: str, path: Path) -> None:
+    """virsh to ``uri`` answers SASL's prompts from ``path`` (libvirt's auth.conf format)."""
+    _AUTH_FILES[uri] = str(path)
+
+
 def virsh(uri: str, *args: str, check: bool = True,
           timeout: float = VIRSH_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LIBVIRT_AUTH_FILE": _AUTH_FILES[uri]} if uri in _AUTH_FILES else None
     try:
         r = subprocess.run(["virsh", "-q", "-c", uri, *args], capture_output=True, text=True,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
+                           timeout=timeout, stdin=subprocess.DEVNULL, env=env)
     except subprocess.TimeoutExpired:
         raise LabError(f"`virsh -c {uri} {' '.join(args)}` did not answer in {timeout:.0f} s") from None
     except FileNotFoundError:

@@ -12,7 +12,7 @@ import html
 import io
 from typing import Any
 
-from planner.review.report import Report
+from planner.review.report import Report, guest_label
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
@@ -135,6 +135,8 @@ def render_html(rep: Report, max_models: int = 20, max_host_rows: int = 40) -> s
             f"<li>{esc(', '.join(an.classes[a].hosts))} &rarr; "
             f"{esc(', '.join(an.classes[b].hosts))}</li>" for a, b in an.one_way) + "</ul>")
     if an.stranded:
-        add(f"<p>Guests with no feasible destination: {esc(', '.join(an.stranded))}</p>")
+        servers = rep.inv.nova_servers()
+        add("<p>Guests with no feasible destination: "
+            f"{esc(', '.join(guest_label(servers, n) for n in an.stranded))}</p>")
     add("</body></html>\n")
     return "".join(parts)

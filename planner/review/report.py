@@ -129,16 +129,33 @@ def _host_rows(rep: Report) -> Iterator[dict[str, Any]]:
                    "(--cpu-map)"] if left_out is not None else [])}
 
 
-def _stranded_rows(an: Analysis) -> Iterator[dict[str, Any]]:
+Servers = dict[str, tuple[str, str | None]]  # Inventory.nova_servers()
+
+
+def _server(servers: Servers, guest: str) -> dict[str, Any]:
+    """``{"server": {"name", "id"}}`` for a guest Nova manages, nothing for the others (a
+    plain libvirt fleet's JSON is unchanged)."""
+    s = servers.get(guest)
+    return {} if s is None else {"server": {"name": s[0], "id": s[1]}}
+
+
+def guest_label(servers: Servers, guest: str) -> str:
+    """``instance-00000001 (web-1 1fa6a2f4-...)`` for a Nova guest, else the libvirt name."""
+    s = servers.get(guest)
+    return guest if s is None else f"{guest} ({s[0]}{' ' + s[1] if s[1] else ''})"
+
+
+def _stranded_rows(an: Analysis, servers: Servers) -> Iterator[dict[str, Any]]:
     by_guest = {g.guest: g for g in an.guests}
     for n in an.stranded:
         g = by_guest[n]
-        yield {"guest": n, "host": g.source, "reasons": _reasons(g.reasons)}
+        yield {"guest": n, "host": g.source, **_server(servers, n),
+               "reasons": _reasons(g.reasons)}
 
 
-def _guest_row(g: GuestResult) -> dict[str, Any]:
-    return {"guest": g.guest, "host": g.source, "shape": g.shape, "verdict": g.status,
-            "feasible_classes": list(g.feasible_classes),
+def _guest_row(g: GuestResult, servers: Servers) -> dict[str, Any]:
+    return {"guest": g.guest, "host": g.source, **_server(servers, g.guest), "shape": g.shape,
+            "verdict": g.status, "feasible_classes": list(g.feasible_classes),
             "destinations": list(g.destinations), "reasons": _reasons(g.reasons)}
 
 
@@ -159,6 +176,7 @@ def _document(rep: Report, detail: str, lazy: bool) -> dict[str, Any]:
                 "source_hosts": list(an.classes[a].hosts),
                 "destination_hosts": list(an.classes[b].hosts)} for a, b in an.one_way]
     d = matrix_detail(rep, detail)
+    servers = rep.inv.nova_servers()
     return {
         "schema": SCHEMA_VERSION,
         "snapshot": rep.inv.source,
@@ -175,8 +193,8 @@ def _document(rep: Report, detail: str, lazy: bool) -> dict[str, Any]:
                          for c in an.classes.values()],
         "migration_domains": [list(dm) for dm in an.domains],
         "one_way": one_way,
-        "stranded": seq(_stranded_rows(an)),
-        "guests": seq(_guest_row(g) for g in an.guests),
+        "stranded": seq(_stranded_rows(an, servers)),
+        "guests": seq(_guest_row(g, servers) for g in an.guests),
         "guest_shapes": seq(_shape_rows(an)),
         "matrix_detail": d,
         "matrix": seq(matrix(rep, d)),
@@ -254,10 +272,11 @@ def iter_report_json(rep: Report, detail: str, chunk: int = 2_000) -> Iterator[s
     doc = _document(rep, detail, lazy=True)
     an = rep.analysis
     # guests[] and stranded[] repeat the same reasons for many guests: encode those once.
-    doc["guests"] = (_guest_text(g, codec) for g in an.guests)
+    servers = rep.inv.nova_servers()
+    doc["guests"] = (_guest_text(g, codec, _server_text(servers, g.guest)) for g in an.guests)
     by_guest = {g.guest: g for g in an.guests}
     doc["stranded"] = (
-        f'{{"guest":{_str(n)},"host":{_str(by_guest[n].source)},'
+        f'{{"guest":{_str(n)},"host":{_str(by_guest[n].source)}{_server_text(servers, n)},'
         f'"reasons":{codec.reasons(by_guest[n].reasons, by_guest[n].shared_reasons)}}}'
         for n in an.stranded)
     yield "{"
@@ -280,9 +299,15 @@ def iter_report_json(rep: Report, detail: str, chunk: int = 2_000) -> Iterator[s
     yield "\n}\n"
 
 
-def _guest_text(g: GuestResult, codec: _ReasonCodec) -> str:
+def _server_text(servers: Servers, guest: str) -> str:
+    """``_server(...)`` as it appears inside a compact JSON object: "" or ``,"server":{...}``."""
+    s = _server(servers, guest)
+    return "" if not s else "," + json.dumps(s, separators=(",", ":"))[1:-1]
+
+
+def _guest_text(g: GuestResult, codec: _ReasonCodec, server: str = "") -> str:
     """``json.dumps(_guest_row(g), separators=(",", ":"))``, shared parts encoded once."""
-    return (f'{{"guest":{_str(g.guest)},"host":{_str(g.source)},"shape":{_str(g.shape)},'
+    return (f'{{"guest":{_str(g.guest)},"host":{_str(g.source)}{server},"shape":{_str(g.shape)},'
             f'"verdict":{_str(g.status)},"feasible_classes":{codec.strings(g.feasible_classes)},'
             f'"destinations":{codec.strings(g.destinations)},'
             f'"reasons":{codec.reasons(g.reasons, g.shared_reasons)}}}')
@@ -396,7 +421,9 @@ def report_text(rep: Report, table: Table) -> str:
                f"{len(an.stranded)} stranded.")
     if an.stranded:
         by = {g.guest: g for g in an.guests}
-        rows = [[n, by[n].source, "; ".join(v.message for v in by[n].reasons if not v.feasible)[:160]]
+        servers = rep.inv.nova_servers()
+        rows = [[guest_label(servers, n), by[n].source,
+                 "; ".join(v.message for v in by[n].reasons if not v.feasible)[:160]]
                 for n in an.stranded[:50]]
         out.append(table(["stranded guest", "on", "why"], rows))
         if len(an.stranded) > 50:
@@ -419,14 +446,15 @@ def report_text(rep: Report, table: Table) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def check_json(a: Assessment) -> dict[str, Any]:
-    return {"guest": a.guest, "source": a.source, "destination": a.destination,
-            "verdict": a.status, "feasible": a.feasible,
+def check_json(a: Assessment, servers: Servers | None = None) -> dict[str, Any]:
+    return {"guest": a.guest, **_server(servers or {}, a.guest or ""), "source": a.source,
+            "destination": a.destination, "verdict": a.status, "feasible": a.feasible,
             "reasons": [v.to_json() for v in a.verdicts]}
 
 
-def check_text(a: Assessment, table: Table) -> str:
-    head = f"{a.guest}: {a.source} -> {a.destination}: {a.status.upper()}"
+def check_text(a: Assessment, table: Table, servers: Servers | None = None) -> str:
+    head = (f"{guest_label(servers or {}, a.guest or '')}: {a.source} -> {a.destination}: "
+            f"{a.status.upper()}")
     rows = [[v.rule, v.status, v.code, v.message]
             for v in sorted(a.verdicts, key=lambda v: -_sev(v.status))]
     return head + "\n\n" + table(["rule", "verdict", "code", "reason"], rows)
@@ -436,16 +464,18 @@ def _sev(status: str) -> int:
     return {"ok": 0, "warn": 1, "unknown": 2, "blocked": 3}[status]
 
 
-def build_report(inv: Inventory, cat: Catalog, policy: Policy | None = None,
+def build_report(inv: Inventory, cat: Catalog | None, policy: Policy | None = None,
                  groups: dict[str, str] | None = None) -> Report:
-    """Recommend (per aggregate when grouped) and analyse the whole inventory."""
+    """Recommend (per aggregate when grouped) and analyse the whole inventory; ``cat``
+    None: the shipped catalog that reads every host's libvirt (catalog_for_hosts)."""
     from dataclasses import replace
 
-    from planner.adapters.catalogs import harmonise
+    from planner.adapters.catalogs import catalog_for_hosts, harmonise
     from planner.recommend.cpu_config import by_host, recommend_groups
     from planner.recommend.graph import analyze
 
     policy = policy or Policy()
+    cat = cat or catalog_for_hosts(inv.hosts)
     hosts, notes = harmonise(inv.hosts, cat)
     if notes:
         inv = replace(inv, hosts=tuple(hosts))
