@@ -16,7 +16,7 @@ from conftest import LAB_FIRST_IP, lab_unavailable_reason, run_cli
 from planner.collect.credentials import LibvirtCredentials, credentials, password_from_file
 from planner.errors import InputError
 
-SASL_LAB_IP = LAB_FIRST_IP + 7  # after the session lab and test_lab's own labs
+SASL_LAB_IP = LAB_FIRST_IP + 7  # after the session lab and test_lab's own labs (2 hosts)
 
 
 # ---- without a daemon ----------------------------------------------------------------------
@@ -56,7 +56,7 @@ def sasl_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
                     "(the Nova lab installs them)")
     from planner.lab import Lab
 
-    lab = Lab(tmp_path_factory.mktemp("sasl") / "state", hosts=1, guests=1,
+    lab = Lab(tmp_path_factory.mktemp("sasl") / "state", hosts=2, guests=1,
               first_ip=SASL_LAB_IP, sasl=True)
     try:
         lab.up()
@@ -104,3 +104,19 @@ def test_a_refused_sasl_login_is_an_auth_failure_of_that_host(sasl_lab, tmp_path
     man = json.loads((out / "manifest.json").read_text())
     assert [(h["status"], h["error_kind"]) for h in man["hosts"]] == [("failed", "auth")]
     assert "not-the-password" not in r.stdout + r.stderr + (out / "manifest.json").read_text()
+
+
+def test_migrate_and_drain_read_sasl_hosts_with_the_same_credentials(sasl_lab, tmp_path):
+    """The pre-flight of `migrate` and `drain` reads both hosts (and asks them where the guest
+    is) through the same authentication callback as collect."""
+    pw = sasl_lab.passwords_file.read_text().split(":", 1)[1].strip()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MIGPLAN_LIBVIRT_")},
+           "MIGPLAN_LAB_DIR": str(sasl_lab.state_dir)}
+    creds = ["--libvirt-password-file", str(sasl_lab.passwords_file)]
+    for args in (("migrate", "lab1-vm1", "lab2", "--lab", "--dry-run"), ("drain", "lab1", "--lab")):
+        r = run_cli(*args, *creds, env=env)
+        assert r.returncode == 0, r.stderr
+        assert "lab1-vm1" in r.stdout and pw not in r.stdout + r.stderr
+        without = run_cli(*args, env=env)
+        assert without.returncode != 0 and "authentication" in without.stderr.lower(), \
+            without.stderr

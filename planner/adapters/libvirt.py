@@ -279,8 +279,11 @@ class LibvirtMigrationDriver:
     #: before reporting; the job thread is left to finish on its own after that.
     abort_grace_s = 120.0
 
+    def __init__(self, credentials: LibvirtCredentials | None = None) -> None:
+        self.credentials = credentials  # SASL, answered through libvirt's auth callback
+
     def presence(self, uri: str, guest: str) -> GuestPresence:
-        conn = _open(uri, readonly=True)
+        conn = _open(uri, readonly=True, credentials=self.credentials)
         try:
             dom = conn.lookupByName(guest)
             state = _STATES.get(dom.state()[0], "unknown")
@@ -296,8 +299,8 @@ class LibvirtMigrationDriver:
 
     def run(self, plan: MigrationPlan, on_progress: Callable[[Progress], None],
             stop: threading.Event) -> str | None:
-        conn = _open(plan.source_uri, readonly=False)
-        poll = _open(plan.source_uri, readonly=False)
+        conn = _open(plan.source_uri, readonly=False, credentials=self.credentials)
+        poll = _open(plan.source_uri, readonly=False, credentials=self.credentials)
         try:
             try:
                 dom = conn.lookupByName(plan.guest)

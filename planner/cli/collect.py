@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
 
 import click
 
-from planner.cli.output import emit, read_input, render_table
-from planner.collect.credentials import credentials
+from planner.cli.output import (
+    emit,
+    libvirt_auth_options,
+    libvirt_credentials,
+    read_text,
+    render_table,
+)
 from planner.collect.nova import DEFAULT_NOVA_URI_TEMPLATE, nova_targets, read_cloud
 from planner.collect.run import DEFAULT_TIMEOUT, DEFAULT_WORKERS, HostEvent, collect
 from planner.collect.sources import (
@@ -19,15 +23,7 @@ from planner.collect.sources import (
     parse_ansible_inventory,
     parse_hosts_file,
 )
-from planner.errors import InputError, UsageError
-
-
-def _text(path: str) -> str:
-    data = read_input(path)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a UTF-8 text file") from None
+from planner.errors import UsageError
 
 
 def _terminate(signum: int, _frame: object) -> None:
@@ -58,12 +54,7 @@ def _lab_targets() -> list[Target]:
 @click.option("--os-cloud", "os_cloud", metavar="NAME",
               help="Read Nova (clouds.yaml / OS_* as the openstack CLI does) into nova.json, "
                    "then collect every nova-compute host's libvirt.")
-@click.option("--libvirt-user", metavar="USER", default=None,
-              help="SASL user for libvirt (default $MIGPLAN_LIBVIRT_USER or nova, kolla's).")
-@click.option("--libvirt-password-file", metavar="F", default=None,
-              help="SASL password for libvirt: kolla-ansible's passwords.yml "
-                   "(libvirt_sasl_password) or a file holding the password; else "
-                   "$MIGPLAN_LIBVIRT_PASSWORD.  Never stored or printed.")
+@libvirt_auth_options
 @click.option("--out", "out", metavar="DIR", required=True,
               help="New snapshot directory (must not exist, or be empty).")
 @click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="S",
@@ -96,9 +87,9 @@ def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory
     targets: list[Target] = from_uris(list(uris))
     template = uri_template or DEFAULT_URI_TEMPLATE
     if hosts_file:
-        targets += parse_hosts_file(_text(hosts_file), hosts_file, template)
+        targets += parse_hosts_file(read_text(hosts_file), hosts_file, template)
     if ansible_inventory and group:
-        targets += parse_ansible_inventory(_text(ansible_inventory), ansible_inventory, group,
+        targets += parse_ansible_inventory(read_text(ansible_inventory), ansible_inventory, group,
                                            template)
     if lab:
         targets += _lab_targets()
@@ -131,8 +122,7 @@ def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory
             line += f" ({ev.detail})"
         click.echo(line, err=True)
 
-    creds = credentials(_text(libvirt_password_file) if libvirt_password_file else None,
-                        libvirt_password_file or "", libvirt_user, os.environ)
+    creds = libvirt_credentials(libvirt_user, libvirt_password_file)
     # SIGTERM unwinds like Ctrl-C, so the half-written snapshot is removed.
     signal.signal(signal.SIGTERM, _terminate)
     result = collect(targets, out, timeout=timeout, workers=workers, progress=progress, nova=nova,

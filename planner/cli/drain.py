@@ -12,10 +12,18 @@ from planner.cli.migrate import hosts_options, known_hosts, outcome_json
 from planner.cli.nova_move import (
     disable_note,
     drain_through_nova,
+    fresh_reader,
     nova_options,
     refuse_libvirt_options,
 )
-from planner.cli.output import emit, format_option, render_json, render_table
+from planner.cli.output import (
+    emit,
+    format_option,
+    libvirt_auth_options,
+    libvirt_credentials,
+    render_json,
+    render_table,
+)
 from planner.cli.recommend import _policy, policy_options
 from planner.errors import InfeasibleError, MigplanError, MigrationFailed, UsageError
 
@@ -69,6 +77,7 @@ def render_drain_results(result: Any, host: str, names: Mapping[str, str] | None
 @click.argument("host", metavar="HOST")
 @hosts_options
 @nova_options
+@libvirt_auth_options
 # the parameter is not called `execute`: that name is the migration function below
 @click.option("--execute", "run", is_flag=True, help="Run the plan (default: only show it).")
 @click.option("--disable-service", "disable", is_flag=True,
@@ -85,7 +94,8 @@ def render_drain_results(result: Any, host: str, names: Mapping[str, str] | None
 @policy_options
 @format_option("table", "json")
 def drain_cmd(host: str, lab: bool, snapshot: str | None, os_cloud: str | None,
-              force_libvirt: bool, uri_template: str | None, run: bool, disable: bool,
+              force_libvirt: bool, uri_template: str | None, libvirt_user: str | None,
+              libvirt_password_file: str | None, run: bool, disable: bool,
               reason: str | None, max_parallel: int, bandwidth: int | None,
               timeout: float | None, cpu_map: str | None, memory_reserve: int,
               cpu_ratio: float, no_block_migration: bool, fmt: str) -> None:
@@ -123,6 +133,7 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, os_cloud: str | None,
 
     preflight = rules_preflight(_policy(memory_reserve, cpu_ratio, no_block_migration),
                                 load_catalog(cpu_map))
+    creds = libvirt_credentials(libvirt_user, libvirt_password_file)
 
     def say(o: Any) -> None:
         click.echo(f"{_named(o.guest, names)}: {o.status} ({o.duration_s:.1f} s): {o.message}",
@@ -134,7 +145,7 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, os_cloud: str | None,
                                     force_libvirt=force_libvirt))
         plan, result, unread, found = drain_through_nova(
             host, os_cloud, uri_template, run=run, disable=disable, reason=reason,
-            max_parallel=max_parallel, timeout=timeout, preflight=preflight,
+            max_parallel=max_parallel, timeout=timeout, preflight=preflight, credentials=creds,
             say=lambda m: click.echo(m, err=True), on_result=say,
             on_plan=None if fmt == "json" else lambda p, u, n: emit(render_drain_plan(p, u, n)))
         names.update(found)
@@ -143,7 +154,7 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, os_cloud: str | None,
             raise UsageError("--disable-service, --disable-reason and --uri-template need "
                              "--os-cloud")
         plan, result, unread = _libvirt_drain(host, lab, snapshot, run, max_parallel, bandwidth,
-                                              timeout, force_libvirt, preflight, fmt, say)
+                                              timeout, force_libvirt, preflight, creds, fmt, say)
     code = summary_exit_code(result, plan)
     if fmt == "json":
         doc: dict[str, Any] = {"plan": plan.to_json(), "unreadable_hosts": unread}
@@ -185,7 +196,7 @@ def _drain_end(plan: Any, result: Any, code: int, names: Mapping[str, str], fmt:
 
 def _libvirt_drain(host: str, lab: bool, snapshot: str | None, run: bool, max_parallel: int,
                    bandwidth: int | None, timeout: float | None, force_libvirt: bool,
-                   preflight: Any, fmt: str, say: Callable[[Any], None]
+                   preflight: Any, credentials: Any, fmt: str, say: Callable[[Any], None]
                    ) -> tuple[Any, Any, dict[str, str]]:
     from planner.act.drain import guarded, run_drain
     from planner.act.migrate import execute
@@ -200,22 +211,23 @@ def _libvirt_drain(host: str, lab: bool, snapshot: str | None, run: bool, max_pa
     name, _uri = resolve_host(host, hosts)
     if name not in hosts:
         raise UsageError(f"unknown host {host!r} (known hosts: {', '.join(hosts)})")
-    state, unread = livestate.read_available(hosts)
+    state, unread = livestate.read_available(hosts, livestate.connector(credentials))
     if name in unread:
         raise MigplanError(f"cannot read {name}: {unread[name]}")
     plan = plan_drain(name, state, preflight, max_parallel,
                       skip=libvirt_skip(name, force_libvirt))
     if not run or not plan.assignments:
         return plan, None, unread
-    driver = LibvirtMigrationDriver()
+    driver = LibvirtMigrationDriver(credentials)
+    read = fresh_reader(credentials)
     opts = MigrateOptions(bandwidth_mib=bandwidth, timeout_s=timeout,
                           force_libvirt=force_libvirt)
 
     def migrate_one(a: Any, stop: threading.Event) -> Any:
         return guarded(a.guest, name, lambda: execute(
             prepare(a.guest, a.destination, hosts=hosts, source=name, opts=opts,
-                    preflight=preflight, read=livestate.read_hosts,
-                    presence=driver.presence), driver, stop=stop))
+                    preflight=preflight, read=read, presence=driver.presence), driver,
+            stop=stop))
 
     if fmt != "json":
         emit(render_drain_plan(plan, unread))

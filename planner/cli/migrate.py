@@ -12,13 +12,21 @@ from typing import Any
 import click
 
 from planner.cli.nova_move import (
+    fresh_reader,
     nova_driver,
     nova_options,
     open_for_moves,
     plan_move,
     refuse_libvirt_options,
 )
-from planner.cli.output import emit, format_option, render_json, render_table
+from planner.cli.output import (
+    emit,
+    format_option,
+    libvirt_auth_options,
+    libvirt_credentials,
+    render_json,
+    render_table,
+)
 from planner.cli.recommend import _policy, policy_options
 from planner.errors import InfeasibleError, MigplanError, MigrationFailed, UsageError
 
@@ -167,6 +175,7 @@ def outcome_json(o: Any) -> dict[str, Any]:
               help="Where GUEST runs (default: search the known hosts).")
 @hosts_options
 @nova_options
+@libvirt_auth_options
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--force", is_flag=True, help="Migrate even when the pre-flight refuses.")
 @click.option("--copy-storage", type=click.Choice(["auto", "all", "inc", "none"]), default="auto",
@@ -189,7 +198,7 @@ def outcome_json(o: Any) -> dict[str, Any]:
 @format_option("table", "json")
 def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: str | None,
                 os_cloud: str | None, force_libvirt: bool, uri_template: str | None,
-                dry_run: bool, force: bool, copy_storage: str, bandwidth: int | None,
+                libvirt_user: str | None, libvirt_password_file: str | None, dry_run: bool, force: bool, copy_storage: str, bandwidth: int | None,
                 max_downtime: int | None, auto_converge: bool, postcopy: bool, compressed: bool,
                 parallel: int | None, timeout: float | None, on_timeout: str,
                 cpu_map: str | None, memory_reserve: int, cpu_ratio: float,
@@ -233,6 +242,7 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
                           force_libvirt=force_libvirt)
     preflight = rules_preflight(_policy(memory_reserve, cpu_ratio, no_block_migration),
                                 load_catalog(cpu_map))
+    creds = libvirt_credentials(libvirt_user, libvirt_password_file)
     if os_cloud:
         refuse_libvirt_options(dict(
             bandwidth=bandwidth, max_downtime=max_downtime, auto_converge=auto_converge,
@@ -240,11 +250,11 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
             lab=lab, snapshot=snapshot, force_libvirt=force_libvirt, copy_storage=copy_storage,
             on_timeout=on_timeout))
         cloud, services, uris = open_for_moves(os_cloud, uri_template)
-        plan = plan_move(cloud, services, uris, guest, dest, opts, preflight)
-        driver = nova_driver(cloud)
+        plan = plan_move(cloud, services, uris, guest, dest, opts, preflight, creds)
+        driver = nova_driver(cloud, creds)
     else:
         plan, driver = _libvirt_plan(guest, dest, source, lab, snapshot, uri_template, opts,
-                                     preflight)
+                                     preflight, creds)
     if dry_run:
         emit(render_json({"plan": plan.to_json()}) if fmt == "json" else render_plan(plan))
         return
@@ -274,14 +284,15 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
 
 
 def _libvirt_plan(guest: str, dest: str, source: str | None, lab: bool, snapshot: str | None,
-                  uri_template: str | None, opts: Any, preflight: Any) -> tuple[Any, Any]:
+                  uri_template: str | None, opts: Any, preflight: Any,
+                  credentials: Any) -> tuple[Any, Any]:
     from planner.adapters.libvirt import LibvirtMigrationDriver
-    from planner.collect import live as livestate
     from planner.plan.migration import prepare
 
     if uri_template:
         raise UsageError("--uri-template needs --os-cloud")
-    driver = LibvirtMigrationDriver()
+    driver = LibvirtMigrationDriver(credentials)
     plan = prepare(guest, dest, hosts=known_hosts(lab, snapshot), source=source, opts=opts,
-                   preflight=preflight, read=livestate.read_hosts, presence=driver.presence)
+                   preflight=preflight, read=fresh_reader(credentials),
+                   presence=driver.presence)
     return plan, driver

@@ -9,6 +9,7 @@ run through the Nova driver and verify (``planner.act``).  Rendering and exit co
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -64,21 +65,28 @@ def open_for_moves(os_cloud: str, template: str | None
     return cloud, services, libvirt_uris(cloud, services, template)
 
 
-def nova_driver(cloud: Any) -> Any:
+def nova_driver(cloud: Any, credentials: Any) -> Any:
+    """Nova's migration driver, asking libvirt (with ``credentials``) where guests run."""
     from planner.adapters.libvirt import LibvirtMigrationDriver
     from planner.adapters.nova_migrate import NovaMigrationDriver
 
-    return NovaMigrationDriver(cloud, LibvirtMigrationDriver().presence)
+    return NovaMigrationDriver(cloud, LibvirtMigrationDriver(credentials).presence)
+
+
+def fresh_reader(credentials: Any) -> Callable[[Mapping[str, str]], Any]:
+    """``read({name: uri})``: the hosts' state now, through libvirt (with ``credentials``)."""
+    from planner.collect import live as livestate
+
+    return functools.partial(livestate.read_hosts, connect=livestate.connector(credentials))
 
 
 def plan_move(cloud: Any, services: Mapping[str, Any], uris: Mapping[str, str], guest: str,
-              dest: str, opts: Any, preflight: Any) -> Any:
-    from planner.collect import live as livestate
+              dest: str, opts: Any, preflight: Any, credentials: Any) -> Any:
     from planner.plan.nova_move import prepare_nova
 
     server = cloud.find_server(guest)
     return prepare_nova(server, dest, services=services, uris=uris, opts=opts,
-                        preflight=preflight, read=livestate.read_hosts)
+                        preflight=preflight, read=fresh_reader(credentials))
 
 
 def disable_reason(host: str, given: str | None) -> str:
@@ -87,9 +95,9 @@ def disable_reason(host: str, given: str | None) -> str:
 
 
 def drain_through_nova(host: str, os_cloud: str, template: str | None, *, run: bool,
-                       disable: bool,
-                       reason: str | None, max_parallel: int, timeout: float | None,
-                       preflight: Any, say: Callable[[str], None],
+                       disable: bool, reason: str | None, max_parallel: int,
+                       timeout: float | None, preflight: Any, credentials: Any,
+                       say: Callable[[str], None],
                        on_result: Callable[[Any], None],
                        on_plan: Callable[[Any, dict[str, str], dict[str, str]], None] | None
                        ) -> tuple[Any, Any, dict[str, str], dict[str, str]]:
@@ -111,7 +119,7 @@ def drain_through_nova(host: str, os_cloud: str, template: str | None, *, run: b
         svc = cloud.disable_service(host, disable_reason(host, reason))
         services[host] = svc
         say(f"nova-compute on {host} disabled: {svc.disabled_reason}")
-    state, unread = livestate.read_available(uris)
+    state, unread = livestate.read_available(uris, livestate.connector(credentials))
     if host in unread:
         raise InputError(f"cannot read {host}'s libvirt: {unread[host]}")
     servers = cloud.servers_on(host)
@@ -119,7 +127,8 @@ def drain_through_nova(host: str, os_cloud: str, template: str | None, *, run: b
     plan = plan_nova_drain(host, state, servers, services, preflight, max_parallel)
     if not run or not plan.assignments:
         return plan, None, unread, names
-    driver = nova_driver(cloud)
+    driver = nova_driver(cloud, credentials)
+    read = fresh_reader(credentials)
     opts = MigrateOptions(timeout_s=timeout)
     by_name = {s.instance_name: s.id for s in servers if s.instance_name}
 
@@ -128,8 +137,8 @@ def drain_through_nova(host: str, os_cloud: str, template: str | None, *, run: b
             fresh = {s.host: s for s in cloud.services()}
             server = cloud.server(by_name[a.guest])
             return execute(prepare_nova(server, a.destination, services=fresh, uris=uris,
-                                        opts=opts, preflight=preflight,
-                                        read=livestate.read_hosts), driver, stop=stop)
+                                        opts=opts, preflight=preflight, read=read),
+                           driver, stop=stop)
 
         return guarded(a.guest, host, attempt)
 

@@ -82,3 +82,34 @@ def render_json(obj: Any) -> str:
 
 def emit(text: str) -> None:
     click.echo(text, nl=False)
+
+
+def read_text(path: str) -> str:
+    """A user-named UTF-8 text file (``read_input``'s bounds), or a clear error."""
+    data = read_input(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text file") from None
+
+
+def libvirt_auth_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--libvirt-user and --libvirt-password-file: SASL as kolla-/xavs-ansible deploy it."""
+    f = click.option("--libvirt-password-file", metavar="F", default=None,
+                     help="SASL password for libvirt: kolla-ansible's passwords.yml "
+                          "(libvirt_sasl_password) or a file holding the password; else "
+                          "$MIGPLAN_LIBVIRT_PASSWORD.  Never stored or printed.")(f)
+    f = click.option("--libvirt-user", metavar="USER", default=None,
+                     help="SASL user for libvirt (default $MIGPLAN_LIBVIRT_USER or nova, "
+                          "kolla's).")(f)
+    return f
+
+
+def libvirt_credentials(user: str | None, password_file: str | None) -> Any:
+    """The ``LibvirtCredentials`` the options (or ``MIGPLAN_LIBVIRT_*``) give, or None."""
+    import os
+
+    from planner.collect.credentials import credentials
+
+    return credentials(read_text(password_file) if password_file else None,
+                       password_file or "", user, os.environ)

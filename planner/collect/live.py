@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from planner.collect.credentials import LibvirtCredentials
 from planner.collect.run import HostConn, read_host
 from planner.collect.sources import redact_uri
 from planner.model import Domain, Host, StoragePool
@@ -30,6 +31,20 @@ def default_connect(uri: str) -> HostConn:
     from planner.adapters import libvirt as virt  # the one module that imports libvirt
 
     return virt.connect(uri)
+
+
+def connector(credentials: LibvirtCredentials | None) -> Connect:
+    """``connect(uri)`` answering libvirt's SASL prompts with ``credentials`` (None: as
+    ``default_connect``)."""
+    if credentials is None:
+        return default_connect
+
+    def connect(uri: str) -> HostConn:
+        from planner.adapters import libvirt as virt
+
+        return virt.connect(uri, credentials)
+
+    return connect
 
 
 def host_from_raw(name: str, raw: Mapping[str, Any], uri: str) -> Host:
