@@ -315,6 +315,9 @@ def test_a_libvirt_move_of_a_nova_server_is_refused_unless_force_libvirt(nova_la
     line = one_line_error(r)
     assert f"{s.instance_name} is server lab2-vm1 ({s.id}) that Nova manages" in line
     assert "--os-cloud NAME" in line and "--force-libvirt" in line
+    for name in ("lab2-vm1", s.id):  # the server's name and UUID find the same domain
+        r = migplan(nova_lab, "migrate", name, "lab1", "--lab")
+        assert r.returncode == 3 and "that Nova manages" in one_line_error(r)
     assert_on(conn, nova_lab, "lab2-vm1", "lab2")
     r = migplan(nova_lab, "drain", "lab2", "--lab")
     assert r.returncode == 3 and "[libvirt-direct.nova-managed]" in r.stdout

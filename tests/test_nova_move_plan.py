@@ -149,6 +149,30 @@ def test_a_libvirt_move_of_a_nova_managed_guest_is_refused_unless_force_libvirt(
     assert p.nova is None and "libvirt-direct.nova-managed" in {v.code for v in p.preflight}
 
 
+def by_name(uri: str, guest: str) -> GuestPresence:
+    """libvirt's lookupByName on the fixture hosts (lab1-vm1 runs on lab1...)."""
+    host = next(h for h, u in URIS.items() if u == uri)
+    return RUNNING if guest.startswith(host + "-") else GuestPresence(False)
+
+
+@pytest.mark.parametrize("alias", ["srv-lab1-vm1", "cbea9e25-80ce-452d-8486-d0d1f2c44b9a"])
+def test_a_server_name_or_uuid_finds_the_libvirt_guest_and_is_refused_as_nova_s(alias):
+    hosts = nova_hosts()
+    kw = dict(hosts=URIS, source=None, preflight=PREFLIGHT, read=reader(hosts),
+              presence=by_name)
+    with pytest.raises(InfeasibleError, match="refusing to migrate lab1-vm1 with libvirt"):
+        prepare(alias, "lab2", opts=MigrateOptions(), **kw)
+    p = prepare(alias, "lab2", opts=MigrateOptions(force_libvirt=True), **kw)
+    assert (p.guest, p.source) == ("lab1-vm1", "lab1")
+
+
+def test_an_unknown_guest_stays_unknown_after_looking_for_its_server_name():
+    hosts = nova_hosts()
+    with pytest.raises(UsageError, match="unknown guest 'nobody'"):
+        prepare("nobody", "lab2", hosts=URIS, source=None, opts=MigrateOptions(),
+                preflight=PREFLIGHT, read=reader(hosts), presence=by_name)
+
+
 def test_a_libvirt_drain_skips_the_guests_nova_manages_unless_force_libvirt():
     hosts = nova_hosts()
     p = plan_drain("lab1", hosts, PREFLIGHT, skip=libvirt_skip("lab1", False))

@@ -242,9 +242,10 @@ class NovaCloud:
         return _str_map({k: v for k, v in props.items()
                          if k.startswith(IMAGE_PROPERTY_PREFIXES)})
 
-    def servers(self) -> list[NovaServer]:
+    def servers(self, **query: Any) -> list[NovaServer]:
+        """Every server of every project (``query``: the SDK's filters, e.g. compute_host)."""
         got = self._c("list servers", lambda: list(
-            self.conn.compute.servers(details=True, all_projects=True)))
+            self.conn.compute.servers(details=True, all_projects=True, **query)))
         images: dict[str, tuple[tuple[str, str], ...]] = {}
         out = []
         for s in got:
@@ -433,18 +434,6 @@ class NovaMover(NovaCloud):
 
     # ---- servers ---------------------------------------------------------------------------
 
-    def _servers(self, **query: Any) -> list[NovaServer]:
-        got = self._c("list servers", lambda: list(
-            self.conn.compute.servers(details=True, all_projects=True, **query)))
-        images: dict[str, tuple[tuple[str, str], ...]] = {}
-        out = []
-        for s in got:
-            image_id = (s.image or {}).get("id") if s.image else None
-            if image_id and image_id not in images:
-                images[image_id] = self._image_properties(image_id)
-            out.append(_server(s, images.get(image_id or "", ())))
-        return out
-
     def server(self, server_id: str) -> NovaServer:
         """The server as Nova says it is now, without its image's properties (raises
         NovaError, kind notfound, when Nova has no such server)."""
@@ -456,11 +445,11 @@ class NovaMover(NovaCloud):
         if _UUID_RE.match(what):
             # filters are the SDK's names (id -> uuid, compute_host -> host); every answer
             # is checked again here: an unknown filter would be dropped, not refused
-            got = [s for s in self._servers(id=what) if s.id == what.lower()]
+            got = [s for s in self.servers(id=what) if s.id == what.lower()]
             if got:
                 return got[0]
         # Nova's name filter is a regular expression: anchor it, then compare exactly
-        named = [s for s in self._servers(name=f"^{re.escape(what)}$") if s.name == what]
+        named = [s for s in self.servers(name=f"^{re.escape(what)}$") if s.name == what]
         if len(named) > 1:
             raise UsageError(f"{len(named)} servers are named {what!r} ("
                              + ", ".join(f"{s.id} on {s.host}" for s in named)
@@ -468,7 +457,7 @@ class NovaMover(NovaCloud):
         if named:
             return named[0]
         # the API has no filter for the instance name: look through every server
-        by_instance = [s for s in self._servers() if s.instance_name == what]
+        by_instance = [s for s in self.servers() if s.instance_name == what]
         if by_instance:
             return by_instance[0]
         raise UsageError(f"unknown server {what!r} in cloud {self.cloud}: no server has that "
@@ -476,7 +465,7 @@ class NovaMover(NovaCloud):
 
     def servers_on(self, host: str) -> list[NovaServer]:
         """Every server Nova places on compute ``host`` (all projects)."""
-        return [s for s in self._servers(compute_host=host) if s.host == host]
+        return [s for s in self.servers(compute_host=host) if s.host == host]
 
     # ---- live migration --------------------------------------------------------------------
 

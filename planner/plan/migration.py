@@ -283,6 +283,21 @@ def local_disks(g: Domain, src: Host) -> list[DiskCopy]:
     return out
 
 
+def libvirt_name(guest: str, hosts: Mapping[str, str], read: ReadHosts) -> str | None:
+    """The libvirt name of the domain whose UUID, or Nova server's name or UUID (its
+    ``<nova:instance>`` metadata), is ``guest`` -- None when no host that answers has one."""
+    try:
+        state = read(hosts)
+    except HostError:
+        return None
+    found = {d.name for h in state.values() for d in h.domains
+             if guest in (d.uuid, *((d.nova.name, d.nova.uuid) if d.nova else ()))}
+    if len(found) > 1:
+        raise UsageError(f"{guest!r} names several guests ({', '.join(sorted(found))}): "
+                         "give the libvirt name")
+    return found.pop() if found else None
+
+
 def prepare(guest: str, dest: str, *, hosts: Mapping[str, str], source: str | None,
             opts: MigrateOptions, preflight: Preflight, read: ReadHosts,
             presence: Callable[[str, str], GuestPresence]) -> MigrationPlan:
@@ -296,7 +311,14 @@ def prepare(guest: str, dest: str, *, hosts: Mapping[str, str], source: str | No
     if source is not None:
         src_name, src_uri = resolve_host(source, hosts)
     else:
-        src_name, src_uri = find_source(guest, (dst_name, dst_uri), hosts, presence)
+        try:
+            src_name, src_uri = find_source(guest, (dst_name, dst_uri), hosts, presence)
+        except UsageError:
+            alias = libvirt_name(guest, {**hosts, dst_name: dst_uri}, read)
+            if alias is None:
+                raise
+            guest = alias
+            src_name, src_uri = find_source(guest, (dst_name, dst_uri), hosts, presence)
     if src_uri == dst_uri or src_name == dst_name:
         raise UsageError(f"destination {dst_name} is the source host of {guest}")
     try:
