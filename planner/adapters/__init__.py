@@ -1,5 +1,6 @@
 """Adapters: the outside world behind one module each.
 
-``libvirt`` is the only module of migplan that imports libvirt; ``catalogs`` reads CPU
-catalog files.  (The Nova adapter joins here, the only module that imports openstacksdk.)
+``libvirt`` is the only module of migplan that imports libvirt; ``nova`` the only one that
+imports openstacksdk; ``nova_migrate`` is Nova's migration driver (on ``nova.NovaMover``);
+``catalogs`` reads CPU catalog files.
 """
