@@ -42,12 +42,18 @@ class MigrationFailed(MigplanError):
     exit_code = 4
 
 
-class GuestLost(MigplanError):
-    """Where the guest runs could not be confirmed after a migration: it runs nowhere, on
-    both hosts, or Nova and libvirt disagree (or could not be asked).  Nothing is assumed:
-    the message says what each side reported."""
+class GuestStateUnknown(MigplanError):
+    """After a migration the hosts could not confirm where the guest is (a host did not
+    answer, or both claim it; through Nova: Nova and libvirt disagree, or Nova did not
+    answer): check before acting.  The message holds what each side said."""
 
-    exit_code = 6
+    exit_code = 7
+
+
+class GuestLost(MigplanError):
+    """After a migration both hosts answered and neither runs the guest."""
+
+    exit_code = 8
 
 
 class PartialError(MigplanError):

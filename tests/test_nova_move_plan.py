@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 
 from planner.act.drain import DrainResult, summary_exit_code
-from planner.act.migrate import Outcome, ServerState, verify
+from planner.act.migrate import Outcome, verify
+from planner.act.nova_verify import ServerState
 from planner.adapters.catalogs import load_catalog
 from planner.adapters.nova import NovaRefused, negotiate
 from planner.adapters.nova_migrate import NovaMigrationDriver, event_reason
 from planner.assess.rules import Policy
-from planner.errors import GuestLost, InfeasibleError, UsageError
+from planner.errors import GuestLost, GuestStateUnknown, HostError, InfeasibleError, UsageError
 from planner.model import Host, NovaEvent, NovaInstance, NovaMigration, NovaServer, NovaService
 from planner.plan.drain import libvirt_skip, plan_drain
 from planner.plan.migration import GuestPresence, MigrateOptions, prepare, rules_preflight
@@ -225,7 +226,10 @@ class FakeNova:
         self.libvirt, self.state = libvirt, state
 
     def presence(self, uri: str, guest: str) -> GuestPresence:
-        return self.libvirt.get(uri, GuestPresence(False))
+        p = self.libvirt.get(uri, GuestPresence(False))
+        if p.state == "raise":
+            raise HostError(f"{uri}: unable to connect")
+        return p
 
     def run(self, plan, on_progress, stop):
         return None
@@ -252,20 +256,32 @@ def test_a_move_is_done_only_when_nova_and_both_hosts_libvirt_agree():
     assert o.details["nova"]["migration"] == "completed"
 
 
+UNREACHABLE = GuestPresence(False, state="raise")  # FakeNova: that host does not answer
+
+
 @pytest.mark.parametrize("libvirt, state, what", [
     ({"lab2": RUNNING}, ServerState("lab1", "ACTIVE", None, "completed"), "ACTIVE on lab1"),
     ({"lab1": RUNNING}, ServerState("lab2", "ACTIVE", None, "completed"), "ACTIVE on lab2"),
     ({"lab1": RUNNING, "lab2": RUNNING}, ServerState("lab1", "ACTIVE", None, "failed"),
      "lab1 running, persistent, lab2 running"),
-    ({}, ServerState("lab1", "ACTIVE", None, "failed"), "lab1 no such domain"),
     ({"lab1": RUNNING}, ServerState("lab1", "MIGRATING", "migrating", "running"),
      "task migrating"),
     ({"lab1": RUNNING}, InfeasibleError("keystone unreachable"), "Nova could not be asked"),
+    ({"lab1": UNREACHABLE}, ServerState("lab1", "ACTIVE", None, "failed"),
+     "lab1 did not answer"),
 ])
-def test_where_nova_and_libvirt_do_not_confirm_one_place_the_guest_is_lost(libvirt, state, what):
-    p = a_plan()
-    with pytest.raises(GuestLost, match=what):
-        verify(p, FakeNova({URIS[h]: v for h, v in libvirt.items()}, state), None, 1.0)
+def test_where_nova_and_libvirt_do_not_confirm_one_place_it_is_unknown(libvirt, state, what):
+    o = verify(a_plan(), FakeNova({URIS[h]: v for h, v in libvirt.items()}, state), None, 1.0)
+    assert (o.status, o.on) == ("unknown", "?") and what in o.message
+    assert "cannot be confirmed" in o.message and "check it before any other action" \
+        in o.message
+
+
+def test_a_domain_neither_host_runs_is_lost_whatever_nova_says():
+    o = verify(a_plan(), FakeNova({}, ServerState("lab2", "ACTIVE", None, "completed")), None,
+               1.0)
+    assert (o.status, o.on) == ("lost", "nowhere")
+    assert "lab1 has no such domain, lab2 has no such domain" in o.message
 
 
 @pytest.mark.parametrize("state, aborted, status", [
@@ -288,13 +304,21 @@ def test_a_server_nova_put_in_error_on_its_source_is_a_failure_that_says_how_to_
         in o.message
 
 
-def test_drain_exit_codes_for_refused_and_lost_servers():
+def test_drain_exit_codes_for_refused_unknown_and_lost_servers():
     hosts = nova_hosts()
-    p = plan_nova_drain("lab1", hosts, [server_of(hosts, "lab1-vm1")], services(), PREFLIGHT)
-    refused = Outcome("lab1-vm1", "refused", "lab1", "Nova said no", 1.0)
-    lost = Outcome("lab1-vm1", "error", "?", "unconfirmed", 1.0)
-    assert summary_exit_code(DrainResult(p, (refused,), ()), p) == 3
-    assert summary_exit_code(DrainResult(p, (lost,), ()), p) == GuestLost.exit_code == 6
+    servers = [server_of(hosts, g) for g in ("lab1-vm1", "lab1-vm2")]
+    p = plan_nova_drain("lab1", hosts, servers, services(), PREFLIGHT)
+    assert p.complete
+
+    def code(status: str, on: str) -> int:
+        return summary_exit_code(DrainResult(p, (Outcome("lab1-vm1", status, on, "", 1.0),), ()),
+                                 p)
+
+    assert code("migrated", "lab2") == 0
+    assert code("refused", "lab1") == 3
+    assert code("aborted", "lab1") == 4
+    assert code("unknown", "?") == GuestStateUnknown.exit_code == 7
+    assert code("lost", "nowhere") == GuestLost.exit_code == 8
 
 
 # ---- Nova's API: microversions, reasons --------------------------------------------------------

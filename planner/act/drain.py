@@ -8,7 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from planner.act.migrate import Outcome
-from planner.errors import GuestLost, InfeasibleError, MigplanError, MigrationFailed
+from planner.errors import (
+    GuestLost,
+    GuestStateUnknown,
+    InfeasibleError,
+    MigplanError,
+    MigrationFailed,
+)
 from planner.plan.drain import Assignment, DrainPlan
 
 
@@ -23,7 +29,7 @@ def guarded(guest: str, source: str, attempt: Callable[[], Outcome]) -> Outcome:
     except InfeasibleError as err:
         return Outcome(guest, "refused", source, str(err), 0.0)
     except MigplanError as err:
-        where = "?" if isinstance(err, MigrationFailed | GuestLost) else source
+        where = "?" if isinstance(err, MigrationFailed) else source
         return Outcome(guest, "error", where, str(err), 0.0)
 
 
@@ -75,11 +81,14 @@ def run_drain(plan: DrainPlan, migrate_one: Callable[[Assignment, threading.Even
 
 
 def summary_exit_code(result: DrainResult | None, plan: DrainPlan) -> int:
-    """6 when a guest's place could not be confirmed, 4 when a migration failed (guest
-    still on the host) or a wave never started, 3 when guests cannot move or were refused."""
+    """The worst of the guests' outcomes: 8 a guest lost (neither host runs it), 7 a guest
+    whose place could not be confirmed, 4 a migration failed (guest still on the host) or a
+    wave never started, 3 guests that cannot move, were skipped or refused, else 0."""
     if result is not None:
-        if any(o.on == "?" for o in result.outcomes):
+        if any(o.status == "lost" for o in result.outcomes):
             return GuestLost.exit_code
+        if any(o.status == "unknown" or o.on == "?" for o in result.outcomes):
+            return GuestStateUnknown.exit_code
         if result.not_started or any(o.status not in ("migrated", "refused")
                                      for o in result.outcomes):
             return MigrationFailed.exit_code

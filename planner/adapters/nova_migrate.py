@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from planner.act.migrate import Progress, ServerState
+from planner.act.migrate import Progress
+from planner.act.nova_verify import ServerState
 from planner.adapters.nova import NovaError, NovaMover, NovaRefused
 from planner.model import NovaEvent, NovaMigration
 from planner.plan.migration import GuestPresence, MigrationPlan

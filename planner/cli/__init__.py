@@ -34,7 +34,8 @@ COMMANDS: dict[str, str] = {
 EXIT_CODES_HELP = """\b
 Exit codes: 0 ok · 1 error · 2 usage · 3 infeasible/incompatible/refused ·
 4 migration failed (guest still safe on its source) · 5 partial (some hosts
-not collected) · 6 where the guest runs could not be confirmed."""
+not collected) · 7 where the guest runs could not be confirmed · 8 the guest runs
+on neither host."""
 
 
 class LazyGroup(click.Group):

@@ -118,7 +118,7 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, os_cloud: str | None,
     Nova compute with --os-cloud NAME, which moves every server Nova places
     on HOST through Nova's compute API (disabled and down computes are never
     destinations; servers in ERROR or busy with another task are skipped with
-    the reason), each verified by Nova and both hosts' libvirt (exit 6 when
+    the reason), each verified by Nova and both hosts' libvirt (exit 7 when
     where a server runs cannot be confirmed).
 
     \b
@@ -170,7 +170,7 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, os_cloud: str | None,
 
 def _drain_end(plan: Any, result: Any, code: int, names: Mapping[str, str], fmt: str) -> None:
     """The summary, and the exit code as an error (summary_exit_code's)."""
-    from planner.errors import GuestLost
+    from planner.errors import GuestLost, GuestStateUnknown
 
     name = plan.host
     cannot = len(plan.stuck) + len(plan.skipped)
@@ -182,8 +182,14 @@ def _drain_end(plan: Any, result: Any, code: int, names: Mapping[str, str], fmt:
         if fmt != "json":
             emit(render_drain_results(result, name, names) + f"summary: {msg}\n")
         if code == GuestLost.exit_code:
-            lost = ", ".join(_named(o.guest, names) for o in result.outcomes if o.on == "?")
-            raise GuestLost(f"drain of {name}: where {lost} runs could not be confirmed; {msg}")
+            lost = ", ".join(_named(o.guest, names) for o in result.outcomes
+                             if o.status == "lost")
+            raise GuestLost(f"drain of {name}: {lost} runs on neither host; {msg}")
+        if code == GuestStateUnknown.exit_code:
+            unknown = ", ".join(_named(o.guest, names) for o in result.outcomes
+                                if o.status == "unknown" or o.on == "?")
+            raise GuestStateUnknown(f"drain of {name}: where {unknown} runs could not be "
+                                    f"confirmed, check before acting; {msg}")
         if code == MigrationFailed.exit_code:
             raise MigrationFailed(f"drain of {name} incomplete: {msg}")
         if code == InfeasibleError.exit_code:

@@ -28,7 +28,14 @@ from planner.cli.output import (
     render_table,
 )
 from planner.cli.recommend import _policy, policy_options
-from planner.errors import InfeasibleError, MigplanError, MigrationFailed, UsageError
+from planner.errors import (
+    GuestLost,
+    GuestStateUnknown,
+    InfeasibleError,
+    MigplanError,
+    MigrationFailed,
+    UsageError,
+)
 
 MiB = 1024 * 1024
 
@@ -221,8 +228,8 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
     move is then verified by Nova (the server's host and status, the
     migration's record) and by both hosts' libvirt; Nova's refusal is quoted
     (exit 3); Ctrl-C and --timeout abort Nova's migration (exit 4, the server
-    still on its source); exit 6 when where the server runs cannot be
-    confirmed.
+    still on its source); exit 7 when where the server runs cannot be
+    confirmed, 8 when neither host runs it.
 
     \b
     Example:
@@ -278,6 +285,11 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
         return
     if outcome.status == "refused":
         raise InfeasibleError(f"Nova refused to migrate {who}: {outcome.message}")
+    if outcome.status == "lost":
+        raise GuestLost(f"migration of {who}: the guest is lost; {outcome.message}")
+    if outcome.status == "unknown":
+        raise GuestStateUnknown(f"migration of {who}: unknown, check before acting; "
+                                f"{outcome.message}")
     if outcome.on == plan.source:
         raise MigrationFailed(f"migration of {who} failed; {outcome.message}")
     raise MigplanError(f"migration of {who} did not complete cleanly; {outcome.message}")
