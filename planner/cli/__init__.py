@@ -15,6 +15,7 @@ import click
 
 from planner import __version__
 from planner.errors import MigplanError
+from planner.review.text import printable_lines
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     except MigplanError as err:
         if debug:
             raise
-        click.echo(f"Error: {err}", err=True)
+        click.echo(printable_lines(f"Error: {err}"), err=True)
         sys.exit(err.exit_code)
     except click.exceptions.Abort:
         click.echo("Error: aborted", err=True)
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         msg = err.format_message()
         if isinstance(err, click.UsageError) and err.ctx is not None:
             click.echo(err.ctx.get_usage(), err=True)
-        click.echo(f"Error: {msg}", err=True)
+        click.echo(printable_lines(f"Error: {msg}"), err=True)
         sys.exit(2 if isinstance(err, click.UsageError) else err.exit_code)
     except KeyboardInterrupt:
         click.echo("Error: interrupted", err=True)
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # an unexpected failure is still reported, not dumped
         if debug:
             raise
-        click.echo(f"Error: internal error: {type(err).__name__}: {err} "
-                   "(run with --debug for the traceback)", err=True)
+        click.echo(printable_lines(f"Error: internal error: {type(err).__name__}: {err} "
+                                   "(run with --debug for the traceback)"), err=True)
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -17,6 +17,7 @@ from planner.collect.sources import (
     parse_hosts_file,
 )
 from planner.errors import InputError, UsageError
+from planner.review.text import printable
 
 
 def _text(path: str) -> str:
@@ -103,7 +104,7 @@ def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory
         line = f"[{bar}] {done}/{total} {who}: {ev.status}"
         if ev.detail:
             line += f" ({ev.detail})"
-        click.echo(line, err=True)
+        click.echo(printable(line), err=True)  # names and errors come from the hosts
 
     # SIGTERM unwinds like Ctrl-C, so the half-written snapshot is removed.
     signal.signal(signal.SIGTERM, _terminate)

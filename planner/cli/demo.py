@@ -79,7 +79,7 @@ def demo(out: str, example: bool) -> None:
     from planner.collect.run import collect
     from planner.collect.sources import Target
     from planner.lab import Lab
-    from planner.review import report
+    from planner.review import nova_files, report
     from planner.snapshot.read import load
 
     lab = Lab()
@@ -107,6 +107,6 @@ def demo(out: str, example: bool) -> None:
     emit(report.report_text(rep, render_table))
     nova = Path(out) / "nova-cpu.conf"
     nova.parent.mkdir(parents=True, exist_ok=True)
-    nova.write_text(report.nova_ini(rep.recs[0]))
+    nova.write_text(nova_files.nova_ini(rep.recs[0], cat))
     emit(f"\nNova settings written to {nova}.  The lab keeps running: `migplan lab status`, "
          "`migplan lab down`.\n")

@@ -13,6 +13,7 @@ import click
 from planner.cli.output import emit, format_option, render_json, render_table
 from planner.cli.recommend import _policy, policy_options
 from planner.errors import MigplanError, MigrationFailed, UsageError
+from planner.review.text import printable
 
 MiB = 1024 * 1024
 
@@ -319,7 +320,8 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_paralle
                         presence=driver.presence), driver, stop=stop))
 
         def say(o: Any) -> None:
-            click.echo(f"{o.guest}: {o.status} ({o.duration_s:.1f} s): {o.message}", err=True)
+            click.echo(printable(f"{o.guest}: {o.status} ({o.duration_s:.1f} s): {o.message}"),
+                       err=True)
 
         if fmt != "json":
             emit(render_drain_plan(plan, unread))

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from planner.errors import InputError
+from planner.review.text import printable, printable_lines
 
 MAX_INPUT_FILE = 512 * 1024 * 1024
 
@@ -56,7 +57,9 @@ def read_input(path: str) -> bytes:
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    """Aligned columns; every cell on one line with its control characters escaped."""
+    cells = [[printable(str(h)) for h in headers]] + \
+        [["" if c is None else printable(str(c)) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     out = io.StringIO()
     for n, row in enumerate(cells):
@@ -66,18 +69,41 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return out.getvalue()
 
 
+#: A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
+#: (OWASP "CSV injection"): such text cells get a leading apostrophe.
+CSV_FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(c: Any) -> Any:
+    if c is None:
+        return ""
+    if isinstance(c, str) and c.startswith(CSV_FORMULA_LEADS):
+        return "'" + c
+    return c
+
+
 def render_csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """RFC 4180 CSV by the csv module; text cells a spreadsheet would run are neutralised."""
+    # The csv module quotes a field holding a character of its line terminator: with
+    # "\r\n" a lone CR in a name is quoted too (with "\n" it would be written bare and
+    # end the row for every reader); each row then ends in "\n", like the rest of migplan.
     out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(headers)
-    for r in rows:
-        w.writerow(["" if c is None else c for c in r])
+    row = io.StringIO()
+    w = csv.writer(row, lineterminator="\r\n")
+    for r in [headers, *rows]:
+        w.writerow([csv_cell(c) for c in r])
+        out.write(row.getvalue()[:-2] + "\n")
+        row.seek(0)
+        row.truncate()
     return out.getvalue()
 
 
 def render_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    """Standard JSON (no NaN or Infinity, which strict parsers refuse), ASCII only."""
+    return json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
 def emit(text: str) -> None:
-    click.echo(text, nl=False)
+    """Write output: line breaks kept, every other control character escaped (a name
+    in the output can neither move the cursor nor recolour the terminal)."""
+    click.echo(printable_lines(text), nl=False)

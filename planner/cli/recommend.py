@@ -116,7 +116,7 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
 
 
 def _write_out(d: Path, rep: Any, detail: str) -> None:
-    from planner.review import report
+    from planner.review import nova_files, report
 
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -126,11 +126,10 @@ def _write_out(d: Path, rep: Any, detail: str) -> None:
         rows = report.matrix(rep, report.matrix_detail(rep, detail))
         (d / "matrix.csv").write_text(render_csv(report.MATRIX_CSV_HEADERS,
                                                  report.matrix_csv_rows(list(rows))))
-        single = len(rep.recs) == 1
+        stems = nova_files.settings_stems([rec.scope for rec in rep.recs])
         for rec in rep.recs:
-            stem = "nova-cpu" if single else f"nova-cpu.{report.slug(rec.scope)}"
-            (d / f"{stem}.conf").write_text(report.nova_ini(rec))
-            (d / f"{stem}.yml").write_text(report.globals_yaml(rec))
+            (d / f"{stems[rec.scope]}.conf").write_text(nova_files.nova_ini(rec, rep.cat))
+            (d / f"{stems[rec.scope]}.yml").write_text(nova_files.globals_yaml(rec, rep.cat))
     except OSError as err:
         raise InputError(f"--out {d}: cannot write: {err.strerror or err}") from None
 

@@ -13,6 +13,7 @@ one Python ``int``; a feature set is then a bitmask and libvirt's
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,7 +190,8 @@ class Catalog:
         features: list[Feature] = []
         for fd in doc["features"]:
             items = tuple(_item_from_json(d) for d in fd["data"])
-            features.append(Feature(fd["name"], items, bool(fd["migratable"]), space.mask(items)))
+            name = check_name("feature", fd["name"], str(source))
+            features.append(Feature(name, items, bool(fd["migratable"]), space.mask(items)))
         by_name = {f.name: f for f in features}
         models: list[Model] = []
         for md in doc["models"]:
@@ -206,7 +208,7 @@ class Catalog:
             )
             models.append(
                 Model(
-                    md["name"],
+                    check_name("model", md["name"], str(source)),
                     md["vendor"],
                     sigs,
                     bool(md["decode"]["host"]),
@@ -216,7 +218,8 @@ class Catalog:
                     tuple(md["removed_features"]),
                 )
             )
-        vendors = [(v["name"], v["string"]) for v in doc["vendors"]]
+        vendors = [(check_name("vendor", v["name"], str(source)), v["string"])
+                   for v in doc["vendors"]]
         return cls(
             vendors,
             features,
@@ -229,6 +232,20 @@ class Catalog:
     def from_libvirt_cpu_map(cls, read: Callable[[str], bytes], source: str) -> Catalog:
         """Load a libvirt cpu_map: ``read(name)`` returns the bytes of ``index.xml`` or an include."""
         return _LibvirtMapLoader(read, source).load()
+
+
+#: What a vendor, feature or model name may be: every name of libvirt's x86 cpu_map is
+#: letters, digits, ``_ . -`` (and ``+``); nothing that could end a value in nova.conf
+#: (``,``), start a line or a comment, or leave a file name (``/``).
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}")
+
+
+def check_name(kind: str, name: str, where: str) -> str:
+    """``name`` when it is a name a CPU catalog may hold, else an InputError naming it."""
+    if not NAME_RE.fullmatch(name):
+        raise InputError(f"{where}: invalid CPU {kind} name {name!r} (a catalog name is "
+                         "letters, digits and _ . + -)")
+    return name
 
 
 def _item_from_json(d: dict[str, Any]) -> DataItem:
@@ -306,6 +323,7 @@ class _LibvirtMapLoader:
             name, string = v.get("name"), v.get("string")
             if not name or not string or len(string) != 12:
                 raise InputError(f"{where}: invalid vendor {name!r}")
+            check_name("vendor", name, where)
             if any(n == name for n, _ in self.vendors):
                 raise InputError(f"{where}: CPU vendor {name} already defined")
             self.vendors.append((name, string))
@@ -318,6 +336,7 @@ class _LibvirtMapLoader:
         name = el.get("name")
         if not name:
             raise InputError(f"{where}: feature without a name")
+        check_name("feature", name, where)
         if name in self.feature_by_name:
             raise InputError(f"{where}: CPU feature {name} already defined")
         items: list[DataItem] = []
@@ -349,6 +368,7 @@ class _LibvirtMapLoader:
         name = el.get("name")
         if not name:
             raise InputError(f"{where}: model without a name")
+        check_name("model", name, where)
         if name in self.model_by_name:
             raise InputError(f"{where}: Multiple definitions of CPU model '{name}'")
         dec = el.find("decode")

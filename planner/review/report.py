@@ -7,7 +7,6 @@ The JSON document is described in the README ("recommend JSON").
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from planner.cpu.catalog import Catalog
 from planner.model import Inventory
 from planner.recommend.cpu_config import Recommendation
 from planner.recommend.graph import Analysis, GuestResult, guest_moves, host_pairs
+from planner.review.nova_files import nova_ini
+from planner.review.text import printable
 
 SCHEMA_VERSION = 1
 Table = Callable[[Sequence[str], Sequence[Sequence[Any]]], str]
@@ -288,36 +289,6 @@ def _guest_text(g: GuestResult, codec: _ReasonCodec) -> str:
             f'"reasons":{codec.reasons(g.reasons, g.shared_reasons)}}}')
 
 
-# --- Nova settings ------------------------------------------------------------------------------
-
-
-def nova_ini(rec: Recommendation) -> str:
-    lines = [f"# migplan: Nova CPU settings for {rec.scope} ({len(rec.hosts)} hosts)",
-             "[libvirt]", f"cpu_mode = {rec.cpu_mode}"]
-    if rec.cpu_mode == "custom":
-        lines.append(f"cpu_models = {', '.join(rec.cpu_models)}")
-        if rec.cpu_model_extra_flags:
-            lines.append(f"cpu_model_extra_flags = {', '.join(rec.cpu_model_extra_flags)}")
-    return "\n".join(lines) + "\n"
-
-
-def globals_yaml(rec: Recommendation) -> str:
-    lines = [f"# migplan: Nova CPU settings for {rec.scope} ({len(rec.hosts)} hosts)",
-             "# for /etc/kolla/globals.d/ (kolla-/xavs-ansible)",
-             f"nova_cpu_mode: \"{rec.cpu_mode}\""]
-    if rec.cpu_mode == "custom":
-        lines.append(f"nova_cpu_model: \"{rec.cpu_models[0]}\"")
-        lines.append(f"# Full list for nova.conf [libvirt] cpu_models: {', '.join(rec.cpu_models)}")
-        if rec.cpu_model_extra_flags:
-            lines.append("# [libvirt] cpu_model_extra_flags (a nova.conf override): "
-                         + ", ".join(rec.cpu_model_extra_flags))
-    return "\n".join(lines) + "\n"
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "group"
-
-
 MATRIX_CSV_HEADERS = ("source", "destination", "guest", "verdict", "codes", "messages")
 
 
@@ -348,7 +319,7 @@ def report_text(rep: Report, table: Table) -> str:
                       + ")", ""]
     for rec in rep.recs:
         out.append(f"== Nova CPU settings for {rec.scope} ({len(rec.hosts)} hosts) ==")
-        out.extend("  " + line for line in nova_ini(rec).splitlines()[1:])
+        out.extend("  " + line for line in nova_ini(rec, rep.cat).splitlines()[1:])
         out.append("")
         out.append("Why:")
         out.extend(f"  - {e}" for e in rec.explanation)
@@ -365,7 +336,7 @@ def report_text(rep: Report, table: Table) -> str:
     for key, hs in seen.items():
         lost = list(key[2:])
         rows.append([_wrap_list(hs, 4), key[1], len(lost), _wrap_list(lost, 8)])
-    out.append(table(["hosts", "cpu", "lost", "features lost"], rows))
+    out.extend(_lines(table(["hosts", "cpu", "lost", "features lost"], rows)))
     out.append("Migration domains (every host can take guests from every other):")
     for i, dm in enumerate(an.domains, start=1):
         out.append(f"  {i}. {_wrap_list(list(dm), 8)} ({len(dm)} host{'s' if len(dm) != 1 else ''})")
@@ -398,7 +369,7 @@ def report_text(rep: Report, table: Table) -> str:
         by = {g.guest: g for g in an.guests}
         rows = [[n, by[n].source, "; ".join(v.message for v in by[n].reasons if not v.feasible)[:160]]
                 for n in an.stranded[:50]]
-        out.append(table(["stranded guest", "on", "why"], rows))
+        out.extend(_lines(table(["stranded guest", "on", "why"], rows)))
         if len(an.stranded) > 50:
             out.append(f"  ... and {len(an.stranded) - 50} more (see --format json)")
     codes = Counter(v.code for g in an.guests for v in g.reasons)
@@ -416,7 +387,14 @@ def report_text(rep: Report, table: Table) -> str:
             out.append(f"  {_wrap_list(names, 4)}: {'; '.join(m)}")
         for h, e in rep.inv.errors:
             out.append(f"  {h}: not collected ({e})")
-    return "\n".join(out).rstrip() + "\n"
+    # One entry of ``out`` is one line: a newline or escape inside a name is escaped, so
+    # it cannot fake a line such as "cpu_mode = host-passthrough".
+    return "\n".join(map(printable, out)).rstrip() + "\n"
+
+
+def _lines(table_text: str) -> list[str]:
+    """A rendered table as lines (its cells are escaped by the table renderer)."""
+    return table_text.rstrip("\n").split("\n") + [""]
 
 
 def check_json(a: Assessment) -> dict[str, Any]:
@@ -429,7 +407,7 @@ def check_text(a: Assessment, table: Table) -> str:
     head = f"{a.guest}: {a.source} -> {a.destination}: {a.status.upper()}"
     rows = [[v.rule, v.status, v.code, v.message]
             for v in sorted(a.verdicts, key=lambda v: -_sev(v.status))]
-    return head + "\n\n" + table(["rule", "verdict", "code", "reason"], rows)
+    return printable(head) + "\n\n" + table(["rule", "verdict", "code", "reason"], rows)
 
 
 def _sev(status: str) -> int:
