@@ -5,14 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import click
 
-from planner.errors import InputError
+from planner.adapters.files import read_user_file
 from planner.review.text import printable, printable_lines
 
 MAX_INPUT_FILE = 512 * 1024 * 1024
@@ -35,25 +33,9 @@ cpu_map_option = click.option(
 
 
 def read_input(path: str) -> bytes:
-    """Read a user-named file with a clear error and a size bound."""
-    p = Path(path)
-    if path == "-":
-        data = sys.stdin.buffer.read(MAX_INPUT_FILE + 1)
-    else:
-        if not p.exists():
-            raise InputError(f"{path}: no such file")
-        if p.is_dir():
-            raise InputError(f"{path}: is a directory, not a file")
-        try:
-            size = p.stat().st_size
-            if size > MAX_INPUT_FILE:
-                raise InputError(f"{path}: {size} bytes is larger than the {MAX_INPUT_FILE}-byte limit")
-            data = p.read_bytes()
-        except PermissionError:
-            raise InputError(f"{path}: permission denied") from None
-    if len(data) > MAX_INPUT_FILE:
-        raise InputError(f"{path}: larger than the {MAX_INPUT_FILE}-byte limit")
-    return data
+    """Read a user-named file (``-``: stdin) with a clear error, a size bound, and for
+    pipes a bound on silence (``planner.adapters.files``)."""
+    return read_user_file(path, MAX_INPUT_FILE)
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
