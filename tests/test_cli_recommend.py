@@ -55,7 +55,7 @@ def test_recommend_writes_nova_settings_and_matrix(tmp_path, update_golden):
     r = run_cli("recommend", "fixtures/mixed-intel-generations", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == [
-        "matrix.csv", "nova-cpu.conf", "nova-cpu.yml", "report.json"]
+        "matrix.csv", "migplan-run.json", "nova-cpu.conf", "nova-cpu.yml", "report.json"]
     ini = (out / "nova-cpu.conf").read_text()
     assert "[libvirt]\ncpu_mode = custom\ncpu_models = " in ini
     yml = yaml.safe_load((out / "nova-cpu.yml").read_text())

@@ -83,9 +83,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(printable_lines(f"Error: {err}"), err=True)
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Error: aborted", err=True)
-        sys.exit(1)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # click turns Ctrl-C (and SIGTERM, for the commands that unwind on it) into Abort
+        click.echo("Error: interrupted", err=True)
+        sys.exit(130)
     except click.ClickException as err:
         if debug:
             raise
@@ -94,9 +95,6 @@ def main(argv: list[str] | None = None) -> None:
             click.echo(err.ctx.get_usage(), err=True)
         click.echo(printable_lines(f"Error: {msg}"), err=True)
         sys.exit(2 if isinstance(err, click.UsageError) else err.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Error: interrupted", err=True)
-        sys.exit(130)
     except Exception as err:  # an unexpected failure is still reported, not dumped
         if debug:
             raise

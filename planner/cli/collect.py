@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import signal
-
 import click
 
-from planner.cli.output import emit, read_input, render_table
+from planner.cli.output import emit, read_input, render_table, unwind_on_sigterm
 from planner.collect.run import DEFAULT_TIMEOUT, DEFAULT_WORKERS, HostEvent, collect
 from planner.collect.sources import (
     DEFAULT_URI_TEMPLATE,
@@ -26,10 +24,6 @@ def _text(path: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a UTF-8 text file") from None
-
-
-def _terminate(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _lab_targets() -> list[Target]:
@@ -106,9 +100,9 @@ def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory
             line += f" ({ev.detail})"
         click.echo(printable(line), err=True)  # names and errors come from the hosts
 
-    # SIGTERM unwinds like Ctrl-C, so the half-written snapshot is removed.
-    signal.signal(signal.SIGTERM, _terminate)
-    result = collect(targets, out, timeout=timeout, workers=workers, progress=progress)
+    unwind_on_sigterm()  # so the half-written snapshot is removed
+    result = collect(targets, out, timeout=timeout, workers=workers, progress=progress,
+                     say=lambda m: click.echo(printable(m), err=True))
     rows = [[h.name, h.status, h.guests, f"{h.duration:.2f}s",
              h.error or (f"{len(h.warnings)} reads failed, see manifest.json"
                          if h.warnings else "")] for h in result.hosts]

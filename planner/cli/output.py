@@ -85,6 +85,17 @@ def render_json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
+def _terminate(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def unwind_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so half-written output is removed on the way out."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
+
+
 def emit(text: str) -> None:
     """Write output: line breaks kept, every other control character escaped (a name
     in the output can neither move the cursor nor recolour the terminal)."""

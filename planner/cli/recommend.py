@@ -19,6 +19,7 @@ from planner.cli.output import (
     render_csv,
     render_json,
     render_table,
+    unwind_on_sigterm,
 )
 from planner.errors import InputError, UsageError
 
@@ -104,7 +105,7 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
     finally:
         gc.enable()
     if out:
-        _write_out(Path(out), rep, detail)
+        _write_out(Path(out), rep, detail, snapshot)
     if fmt == "json":
         # Streamed: a large cluster's document is hundreds of MB.
         for chunk in report.iter_report_json(rep, detail):
@@ -112,24 +113,30 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
     else:
         emit(report.report_text(rep, render_table))
         if out:
-            emit(f"\nWrote {out}/: report.json, matrix.csv, nova-cpu*.conf, nova-cpu*.yml\n")
+            emit(f"\nWrote {out}/: report.json, matrix.csv, nova-cpu*.conf, nova-cpu*.yml "
+                 "(and migplan-run.json, the list of this run's files)\n")
 
 
-def _write_out(d: Path, rep: Any, detail: str) -> None:
+def _write_out(d: Path, rep: Any, detail: str, snapshot: str) -> None:
+    """The --out set, published whole (planner.adapters.outdir.OutputSet): a run
+    interrupted or failing leaves DIR as the previous run left it."""
+    from planner.adapters.outdir import OutputSet
     from planner.review import nova_files, report
 
+    unwind_on_sigterm()
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        with (d / "report.json").open("w") as f:
-            for chunk in report.iter_report_json(rep, detail):
-                f.write(chunk)
-        rows = report.matrix(rep, report.matrix_detail(rep, detail))
-        (d / "matrix.csv").write_text(render_csv(report.MATRIX_CSV_HEADERS,
-                                                 report.matrix_csv_rows(list(rows))))
-        stems = nova_files.settings_stems([rec.scope for rec in rep.recs])
-        for rec in rep.recs:
-            (d / f"{stems[rec.scope]}.conf").write_text(nova_files.nova_ini(rec, rep.cat))
-            (d / f"{stems[rec.scope]}.yml").write_text(nova_files.globals_yaml(rec, rep.cat))
+        with OutputSet(d, "recommend", say=lambda m: click.echo(m, err=True)) as out:
+            with out.open("report.json") as f:
+                for chunk in report.iter_report_json(rep, detail):
+                    f.write(chunk)
+            rows = report.matrix(rep, report.matrix_detail(rep, detail))
+            out.write("matrix.csv", render_csv(report.MATRIX_CSV_HEADERS,
+                                               report.matrix_csv_rows(list(rows))))
+            stems = nova_files.settings_stems([rec.scope for rec in rep.recs])
+            for rec in rep.recs:
+                out.write(f"{stems[rec.scope]}.conf", nova_files.nova_ini(rec, rep.cat))
+                out.write(f"{stems[rec.scope]}.yml", nova_files.globals_yaml(rec, rep.cat))
+            out.commit({"snapshot": snapshot})
     except OSError as err:
         raise InputError(f"--out {d}: cannot write: {err.strerror or err}") from None
 

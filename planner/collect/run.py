@@ -16,7 +16,6 @@ import contextlib
 import datetime as dt
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from planner import __version__
+from planner.adapters.outdir import clean_leftovers, staging_dir
 from planner.collect.sources import Target, redact_uri, uri_host
 from planner.errors import HostError, InputError, MigplanError, PartialError, UsageError
 from planner.parse.host import caps_summary
@@ -233,12 +233,14 @@ def collect(
     workers: int = DEFAULT_WORKERS,
     progress: Callable[[HostEvent], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    say: Callable[[str], None] | None = None,
 ) -> CollectResult:
     """Collect every target into a new snapshot directory ``out_dir``.
 
     One host's failure (unreachable, auth refused, timeout, broken answer) is
     recorded in the manifest and the others are collected; the caller decides
-    what a partial result means (``CollectResult.raise_if_partial``).
+    what a partial result means (``CollectResult.raise_if_partial``).  ``say``
+    reports leftovers of interrupted collects removed beside ``out_dir``.
     """
     if not targets:
         raise UsageError("no hosts to collect: give URIs, --hosts-file, --ansible-inventory or --lab")
@@ -248,6 +250,7 @@ def collect(
         raise UsageError("--workers must be at least 1")
     out = Path(out_dir)
     check_out_dir(out)
+    _leftovers(out, say or (lambda _m: None))
     connect = connect or default_connect
     total = len(targets)
     lock = threading.Lock()
@@ -260,7 +263,8 @@ def collect(
 
     collected_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     start = clock()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.collecting-", dir=out.parent))
+    # .OUT.collect-PID-XXXX: a collect killed with SIGKILL leaves it; the next one removes it
+    tmp = staging_dir(out, "collect")
     try:
         stage = tmp / "staging"
         stage.mkdir()
@@ -295,6 +299,16 @@ def collect(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return CollectResult(out, collected_at, duration, hosts)
+
+
+def _leftovers(out: Path, say: Callable[[str], None]) -> None:
+    """Remove what killed collects into ``out`` left (``.OUT.collect-PID-*``); name the
+    ones an earlier migplan left (``.OUT.collecting-*``, no pid to tell whether it runs)."""
+    clean_leftovers(out, "collect", say)
+    with contextlib.suppress(OSError):
+        for old in sorted(out.parent.glob(f".{out.name}.collecting-*")):
+            say(f"found {old}: left by an interrupted collect of an earlier migplan (never a "
+                f"snapshot): remove it with rm -r {old}")
 
 
 def _collect_one(i: int, t: Target, stage: Path, *, total: int, connect: Connect,

@@ -8,6 +8,8 @@ never sees half a snapshot, and a snapshot is never overwritten.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import re
@@ -116,12 +118,39 @@ def check_out_dir(out_dir: Path) -> None:
 def publish(tmp: Path, out: Path, manifest: dict[str, Any]) -> None:
     """Finish the snapshot built in ``tmp`` and rename it to ``out``.
 
-    The manifest is the completion marker: written last, then the rename.
+    The manifest is the completion marker: written last, the filesystem synced (so a
+    crash never publishes empty files), then the rename.  Should ``out`` have appeared
+    meanwhile (another collect into the same --out finished first), nothing is
+    overwritten: a UsageError says so.
     """
     _write(tmp / "manifest.json", _json(manifest))
-    _fsync_dir(tmp)
-    os.rename(tmp, out)
+    _sync_filesystem(tmp)
+    try:
+        os.rename(tmp, out)
+    except OSError as err:
+        if err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise UsageError(f"--out {out}: another snapshot was written there while this "
+                             "collect ran (a second collect into the same --out?); a snapshot "
+                             "is never overwritten: this one is not kept, run it again with "
+                             "a new --out") from None
+        raise
     _fsync_dir(out.parent)
+
+
+def _sync_filesystem(path: Path) -> None:
+    """syncfs(2) on the filesystem holding ``path`` (all of the snapshot's files in one
+    call, not an fsync per file); os.sync() where syncfs is missing."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if libc.syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    except (OSError, AttributeError):
+        pass
+    os.sync()
 
 
 def _fsync_dir(path: Path) -> None:
