@@ -91,7 +91,7 @@ class Host:
     cpus_total: int | None = None
     memory_kib: int | None = None
     free_memory_kib: int | None = None
-    hypervisor: str | None = None  # "kvm" when domcapabilities says so
+    hypervisor: str | None = None  # domcapabilities' <domain> (kvm, qemu)
     host_model: CpuDef | None = None  # domcapabilities host-model CPU
     usable_models: tuple[str, ...] | None = None  # domcapabilities custom models usable='yes'
     machine_types: tuple[str, ...] | None = None
@@ -105,6 +105,12 @@ class Host:
     hostname: str | None = None  # libvirt's virConnectGetHostname (may differ from name)
     cpu_model_names: tuple[str, ...] | None = None  # virConnectGetCPUModelNames for arch
     unusable_models: tuple[str, ...] | None = None  # domcapabilities custom models usable='no'
+    #: capabilities' <guest><arch name=ARCH><domain type=...>: the guest types it runs
+    domain_types: tuple[str, ...] | None = None
+    #: capabilities' <host><cpu><pages>: the page sizes (KiB) the host offers
+    page_sizes_kib: tuple[int, ...] | None = None
+    #: False when the snapshot does not list the host's guests (what they use is unknown)
+    guests_listed: bool = True
 
 
 # --- what Nova knows (snapshot's nova.json; absent for a plain libvirt fleet) ------------------

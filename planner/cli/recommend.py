@@ -161,7 +161,7 @@ def check_cmd(guest: str, dest: str, snapshot: str, fmt: str, cpu_map: str | Non
       migplan check web-01 cn03 --snapshot snapshots/today --format json
     """
     from planner.assess.rules import assess
-    from planner.review import report
+    from planner.review import check
 
     cat = load_catalog(cpu_map)
     inv = _load(snapshot)
@@ -175,8 +175,8 @@ def check_cmd(guest: str, dest: str, snapshot: str, fmt: str, cpu_map: str | Non
     dom = next(d for d in src.domains if d.name == guest)
     a = assess(dom, src, dst, _policy(memory_reserve, cpu_ratio, no_block_migration), cat)
     if fmt == "json":
-        emit(render_json(report.check_json(a)))
+        emit(render_json(check.check_json(a)))
     else:
-        emit(report.check_text(a, render_table))
+        emit(check.check_text(a, render_table))
     if not a.feasible:
         raise SystemExit(3)

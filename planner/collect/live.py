@@ -49,7 +49,8 @@ def host_from_raw(name: str, raw: Mapping[str, Any], uri: str) -> Host:
     dc = raw.get("domcapabilities")
     return build_host(name, raw["capabilities"].encode(), uri=redact_uri(uri),
                       domcapabilities=dc.encode() if dc else None, facts=facts, pools=pools,
-                      domains=domains, missing=missing, source=f"{name}: ")
+                      domains=domains, missing=missing, source=f"{name}: ",
+                      guests_listed=raw.get("domains") is not None)
 
 
 def read_one(name: str, uri: str, connect: Connect = default_connect) -> Host:

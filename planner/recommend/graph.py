@@ -93,7 +93,7 @@ def _machine_key(m: str) -> tuple[int, ...]:
 
 
 def _platform_key(h: Host) -> tuple[object, ...]:
-    return (cpu_key(h), h.arch, h.hypervisor, h.machine_types, h.libvirt_version,
+    return (cpu_key(h), h.arch, h.hypervisor, h.domain_types, h.machine_types, h.libvirt_version,
             h.qemu_version, h.tsc_frequency, h.tsc_scaling)
 
 

@@ -12,12 +12,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from planner.assess.rules import Assessment, Policy
+from planner.assess.rules import Policy
 from planner.assess.verdict import Verdict
 from planner.cpu.catalog import Catalog
 from planner.model import Inventory
 from planner.recommend.cpu_config import Recommendation
 from planner.recommend.graph import Analysis, GuestResult, guest_moves, host_pairs
+from planner.review.check import WOULD_TELL
 from planner.review.nova_files import nova_ini
 from planner.review.text import printable
 
@@ -348,10 +349,20 @@ def report_text(rep: Report, table: Table) -> str:
                        f"{_wrap_list(list(an.classes[b].hosts), 4)}, not back: {back[:300]}")
     one_way = set(an.one_way) | {(b, a) for a, b in an.one_way}
     blocked = []
+    unknown_pairs = 0
+    unknown_rules: dict[str, str] = {}
     for a in an.classes:
         for b in an.classes:
             e = an.graph.get_edge_data(("class", a), ("class", b))
             if e is None or e["verdict"] in ("ok", "warn") or (a, b) in one_way:
+                continue
+            if e["verdict"] == "unknown":
+                # not a row per pair saying UNKNOWN: one line below, with what would tell
+                na, nb = len(an.classes[a].hosts), len(an.classes[b].hosts)
+                unknown_pairs += na * nb - (na if a == b else 0)
+                for v in e["assessment"].reasons():
+                    if v.status == "unknown":
+                        unknown_rules.setdefault(v.rule, WOULD_TELL.get(v.rule, "the snapshot"))
                 continue
             why = "; ".join(v.message for v in e["assessment"].reasons() if not v.feasible)
             blocked.append(f"  {_wrap_list(list(an.classes[a].hosts), 3)} -> "
@@ -361,6 +372,10 @@ def report_text(rep: Report, table: Table) -> str:
         out.extend(blocked[:30])
         if len(blocked) > 30:
             out.append(f"  ... and {len(blocked) - 30} more (see --format json)")
+    if unknown_pairs:
+        out.append(f"{unknown_pairs} host pair{'s' if unknown_pairs != 1 else ''} could not be "
+                   "checked for a new guest (not proven feasible), for want of: "
+                   + "; ".join(f"{r} -> {f}" for r, f in unknown_rules.items()))
     out.append("")
     feasible = n_guests - len(an.stranded)
     out.append(f"Guests: {feasible} of {n_guests} can move to another host; "
@@ -395,23 +410,6 @@ def report_text(rep: Report, table: Table) -> str:
 def _lines(table_text: str) -> list[str]:
     """A rendered table as lines (its cells are escaped by the table renderer)."""
     return table_text.rstrip("\n").split("\n") + [""]
-
-
-def check_json(a: Assessment) -> dict[str, Any]:
-    return {"guest": a.guest, "source": a.source, "destination": a.destination,
-            "verdict": a.status, "feasible": a.feasible,
-            "reasons": [v.to_json() for v in a.verdicts]}
-
-
-def check_text(a: Assessment, table: Table) -> str:
-    head = f"{a.guest}: {a.source} -> {a.destination}: {a.status.upper()}"
-    rows = [[v.rule, v.status, v.code, v.message]
-            for v in sorted(a.verdicts, key=lambda v: -_sev(v.status))]
-    return printable(head) + "\n\n" + table(["rule", "verdict", "code", "reason"], rows)
-
-
-def _sev(status: str) -> int:
-    return {"ok": 0, "warn": 1, "unknown": 2, "blocked": 3}[status]
 
 
 def build_report(inv: Inventory, cat: Catalog, policy: Policy | None = None,

@@ -91,6 +91,7 @@ def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
         missing.append(MISSING["pools"])
 
     domains: list[Domain] = []
+    listed = True
     raw = fs.read_opt(f"{ds}/domains.json", f"{label}/domains.json")
     if raw is not None:
         index = parse_json(raw, f"{label}/domains.json")
@@ -110,6 +111,7 @@ def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
             domains.append(parse_domain(fs.read(fp, src), src, host=name, cache=cache))
     else:
         missing.append(MISSING["domains"])
+        listed = False
     seen: set[str] = set()
     for dom in domains:
         if dom.name in seen:
@@ -117,7 +119,8 @@ def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
         seen.add(dom.name)
 
     return build_host(name, caps, uri=uri, domcapabilities=domcaps, facts=facts, pools=pools,
-                      domains=domains, missing=missing, cache=cache, source=f"{label}/")
+                      domains=domains, missing=missing, cache=cache, source=f"{label}/",
+                      guests_listed=listed)
 
 
 def _list_of_dicts(obj: Any, label: str) -> list[dict[str, Any]]:
