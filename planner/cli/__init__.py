@@ -33,9 +33,11 @@ COMMANDS: dict[str, str] = {
 }
 
 EXIT_CODES_HELP = """\b
-Exit codes: 0 ok · 1 error · 2 usage · 3 infeasible/incompatible/refused ·
-4 migration failed (guest still safe on its source) · 5 partial (some hosts
-not collected)."""
+Exit codes: 0 ok · 1 error · 2 usage · 3 infeasible/incompatible/refused, or
+guests stranded (recommend) · 4 migration failed (the source confirmed the guest
+still runs there) · 5 partial (some hosts not collected) · 6 no safe configuration
+(recommend) · 7 unknown where the guest is: check before acting (migrate, drain) ·
+8 guest lost (migrate, drain) · 130 interrupted.  See docs/exit-codes.md."""
 
 
 class LazyGroup(click.Group):

@@ -22,6 +22,7 @@ from planner.cli.output import (
     unwind_on_sigterm,
 )
 from planner.errors import InputError, UsageError
+from planner.review.text import printable
 
 
 def policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -78,6 +79,10 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
     advice, migration domains, one-way pairs, stranded guests and the
     feasibility matrix.  Changes nothing on any host.
 
+    Exit code 0; 3 when guests are stranded (no other host can take them; the
+    settings are still written); 6 when some aggregate has no settings every one
+    of its hosts can run (they are not written).
+
     \b
     Example:
       migplan recommend snapshots/today
@@ -115,6 +120,11 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
         if out:
             emit(f"\nWrote {out}/: report.json, matrix.csv, nova-cpu*.conf, nova-cpu*.yml "
                  "(and migplan-run.json, the list of this run's files)\n")
+    code, why = report.exit_status(rep)
+    if code:
+        # a finding, not an error: the report above is complete
+        click.echo(printable(f"migplan recommend: {why} (exit {code})"), err=True)
+        raise SystemExit(code)
 
 
 def _write_out(d: Path, rep: Any, detail: str, snapshot: str) -> None:
@@ -134,6 +144,8 @@ def _write_out(d: Path, rep: Any, detail: str, snapshot: str) -> None:
                                                report.matrix_csv_rows(list(rows))))
             stems = nova_files.settings_stems([rec.scope for rec in rep.recs])
             for rec in rep.recs:
+                if rec.cannot_run:
+                    continue  # never a configuration some host cannot run (exit 6)
                 out.write(f"{stems[rec.scope]}.conf", nova_files.nova_ini(rec, rep.cat))
                 out.write(f"{stems[rec.scope]}.yml", nova_files.globals_yaml(rec, rep.cat))
             out.commit({"snapshot": snapshot})

@@ -107,6 +107,9 @@ def recommendation_json(rec: Recommendation) -> dict[str, Any]:
                      "gained": list(w.gained), "message": w.message} for w in rec.what_if],
         "unknown_hosts": [{"host": u.host, "file": u.file, "unknown": u.what,
                            "hint": "--cpu-map"} for u in rec.unknown],
+        # false: some host cannot run these settings; they are not written (exit 6)
+        "safe": not rec.cannot_run,
+        "cannot_run": list(rec.cannot_run),
     }
 
 
@@ -320,7 +323,11 @@ def report_text(rep: Report, table: Table) -> str:
                       + ")", ""]
     for rec in rep.recs:
         out.append(f"== Nova CPU settings for {rec.scope} ({len(rec.hosts)} hosts) ==")
-        out.extend("  " + line for line in nova_ini(rec, rep.cat).splitlines()[1:])
+        if rec.cannot_run:
+            out.append(f"  NO SAFE CONFIGURATION: {_wrap_list(list(rec.cannot_run), 5)} cannot "
+                       "run the CPU these settings would give (libvirt compare); none written.")
+        else:
+            out.extend("  " + line for line in nova_ini(rec, rep.cat).splitlines()[1:])
         out.append("")
         out.append("Why:")
         out.extend(f"  - {e}" for e in rec.explanation)
@@ -405,6 +412,22 @@ def report_text(rep: Report, table: Table) -> str:
     # One entry of ``out`` is one line: a newline or escape inside a name is escaped, so
     # it cannot fake a line such as "cpu_mode = host-passthrough".
     return "\n".join(map(printable, out)).rstrip() + "\n"
+
+
+def exit_status(rep: Report) -> tuple[int, str]:
+    """What `recommend`'s exit code says (docs/exit-codes.md): 6 when the settings of
+    some aggregate are not safe to deploy (a host cannot run them: not written), else 3
+    when guests are stranded (no other host can take them), else 0."""
+    unsafe = [r for r in rep.recs if r.cannot_run]
+    if unsafe:
+        return 6, "no safe configuration for " + "; ".join(
+            f"{r.scope} ({_wrap_list(list(r.cannot_run), 5)} cannot run it)" for r in unsafe) \
+            + ": those settings are not written"
+    n = len(rep.analysis.stranded)
+    if n:
+        return 3, (f"{n} guest{'s' if n != 1 else ''} stranded, no other host can take "
+                   f"{'them' if n != 1 else 'it'}: {_wrap_list(rep.analysis.stranded, 5)}")
+    return 0, ""
 
 
 def _lines(table_text: str) -> list[str]:
