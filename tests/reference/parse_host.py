@@ -17,8 +17,8 @@ from planner.cpu.cpudef import CpuDef
 from planner.cpu.parse import parse_cpu_element
 from planner.errors import InputError
 from planner.model import Disk, Domain, Host, HostDev, NumaCell, PageSize, StoragePool
-from planner.parse.xmlsafe import parse_document
 from planner.parse.units import to_kib
+from planner.parse.xmlsafe import parse_document
 
 #: Pool types whose volumes every host of a cluster sees (a guest on them
 #: needs no storage copy), versus types that live on one host's disks.
