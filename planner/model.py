@@ -190,8 +190,12 @@ class Inventory:
     source: str = ""
     errors: tuple[tuple[str, str], ...] = ()  # (host, error) for hosts not collected
     nova: NovaFacts | None = None  # nova.json, when collected with --os-cloud
+    warnings: tuple[str, ...] = ()  # what the load noticed (hosts listed twice ...)
+    #: (name, the host it is): names of hosts merged into another (the same host UUID)
+    aliases: tuple[tuple[str, str], ...] = ()
 
     def host(self, name: str) -> Host | None:
+        name = dict(self.aliases).get(name, name)
         for h in self.hosts:
             if h.name == name:
                 return h

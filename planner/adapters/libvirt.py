@@ -271,6 +271,16 @@ class LibvirtMigrationDriver:
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
 
+    def host_uuid(self, uri: str) -> str | None:
+        """The host UUID libvirt identifies the host by (capabilities <host><uuid>)."""
+        from planner.parse.host import document_root
+
+        with connection(uri) as c:
+            caps = c.capabilities()
+        uuid = document_root(caps.encode(), f"{redact_uri(uri)}: capabilities",
+                             "capabilities").findtext("host/uuid")
+        return uuid or None
+
     def run(self, plan: MigrationPlan, on_progress: Callable[[Progress], None],
             stop: threading.Event) -> str | None:
         conn = _open(plan.source_uri, readonly=False)

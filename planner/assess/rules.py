@@ -622,6 +622,11 @@ RULES: tuple[Rule, ...] = CLASS_RULES + GUEST_RULES + CAPACITY_RULES
 def same_host(g: Domain, src: Host, dst: Host) -> Verdict | None:
     if src.name == dst.name:
         return _v("destination", BLOCKED, "same-host", f"{g.name} already runs on {dst.name}")
+    if src.host_uuid is not None and src.host_uuid == dst.host_uuid:
+        # libvirt identifies hosts by this UUID: "Attempt to migrate guest to the same host"
+        return _v("destination", BLOCKED, "same-host",
+                  f"{dst.name} has the host UUID of {src.name} ({src.host_uuid}): libvirt "
+                  "refuses to migrate a guest to the same host")
     return None
 
 

@@ -26,13 +26,10 @@ def _text(path: str) -> str:
         raise InputError(f"{path}: not a UTF-8 text file") from None
 
 
-def _lab_targets() -> list[Target]:
-    from planner.lab import Lab, default_state_dir
+def _lab_targets(state_dir: str | None) -> list[Target]:
+    from planner.cli.migrate import lab_uris
 
-    lab = Lab()
-    if not lab.recorded:
-        raise UsageError(f"--lab: no lab in {default_state_dir()} (start one with `migplan lab up`)")
-    return [Target(uri, name) for name, uri in lab.uris().items()]
+    return [Target(uri, name) for name, uri in lab_uris(state_dir).items()]
 
 
 @click.command("collect")
@@ -45,6 +42,9 @@ def _lab_targets() -> list[Target]:
               help="How a hostname becomes a URI: {host} is the address (ansible_host when set), "
                    "{name} the inventory name.")
 @click.option("--lab", is_flag=True, help="Collect from the hosts of `migplan lab up`.")
+@click.option("--state-dir", "state_dir", metavar="DIR", default=None,
+              help="With --lab: the lab's state directory, as given to `migplan lab up "
+                   "--state-dir` (default $MIGPLAN_LAB_DIR or /var/tmp/migplan-lab).")
 @click.option("--out", "out", metavar="DIR", required=True,
               help="New snapshot directory (must not exist, or be empty).")
 @click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="S",
@@ -52,8 +52,8 @@ def _lab_targets() -> list[Target]:
 @click.option("--workers", type=int, default=DEFAULT_WORKERS, show_default=True, metavar="N",
               help="Hosts read in parallel.")
 def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory: str | None,
-                group: str | None, uri_template: str, lab: bool, out: str, timeout: float,
-                workers: int) -> None:
+                group: str | None, uri_template: str, lab: bool, state_dir: str | None,
+                out: str, timeout: float, workers: int) -> None:
     """Collect capabilities, guests and resources of every host into a snapshot.
 
     Read-only: nothing changes on any host.  Each host's raw XML is stored as
@@ -77,8 +77,10 @@ def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory
     if ansible_inventory and group:
         targets += parse_ansible_inventory(_text(ansible_inventory), ansible_inventory, group,
                                            uri_template)
+    if state_dir is not None and not lab:
+        raise UsageError("--state-dir is the lab's state directory: use it with --lab")
     if lab:
-        targets += _lab_targets()
+        targets += _lab_targets(state_dir)
     targets = dedupe(targets)
     if not targets:
         raise UsageError("no hosts: give URIs, --hosts-file, --ansible-inventory/--group or --lab")

@@ -21,22 +21,34 @@ MiB = 1024 * 1024
 # ---- hosts ---------------------------------------------------------------------------------
 
 
-def known_hosts(lab: bool, snapshot: str | None) -> dict[str, str]:
-    """Host name -> libvirt URI from the lab or a snapshot's manifest."""
-    hosts: dict[str, str] = {}
+def known_hosts(lab: bool, snapshot: str | None, state_dir: str | None = None) -> dict[str, str]:
+    """Host name -> libvirt URI from the lab (in ``state_dir``) or a snapshot's manifest."""
+    if lab and snapshot is not None:
+        raise UsageError("--lab and --snapshot both name the hosts: give one of them")
+    if state_dir is not None and not lab:
+        raise UsageError("--state-dir is the lab's state directory: use it with --lab")
     if lab:
-        from planner.lab import Lab, default_state_dir
-
-        the_lab = Lab()
-        if not the_lab.recorded:
-            raise UsageError(f"--lab: no lab in {default_state_dir()} "
-                             "(start one with `migplan lab up`)")
-        hosts.update(the_lab.uris())
+        return lab_uris(state_dir)
     if snapshot is not None:
         from planner.snapshot.read import host_uris
 
-        hosts.update(host_uris(snapshot))
-    return hosts
+        return host_uris(snapshot)
+    return {}
+
+
+def lab_uris(state_dir: str | None) -> dict[str, str]:
+    """Host name -> URI of the lab recorded in ``state_dir`` (default: $MIGPLAN_LAB_DIR)."""
+    from planner.lab import Lab
+
+    the_lab = Lab(state_dir)
+    if not the_lab.recorded:
+        raise UsageError(f"--lab: no lab in {the_lab.state_dir} "
+                         "(start one with `migplan lab up`, or give its --state-dir)")
+    return the_lab.uris()
+
+
+LAB_STATE_DIR_HELP = ("With --lab: the lab's state directory, as given to `migplan lab up "
+                      "--state-dir` (default $MIGPLAN_LAB_DIR or /var/tmp/migplan-lab).")
 
 
 def hosts_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -44,7 +56,9 @@ def hosts_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Host names and URIs from this snapshot's manifest "
                           "(the state itself is read fresh from the hosts).")(f)
     f = click.option("--lab", is_flag=True,
-                     help="The hosts of `migplan lab up` ($MIGPLAN_LAB_DIR).")(f)
+                     help="The hosts of `migplan lab up`.")(f)
+    f = click.option("--state-dir", "state_dir", metavar="DIR", default=None,
+                     help=LAB_STATE_DIR_HELP)(f)
     return f
 
 
@@ -159,7 +173,7 @@ def _outcome_json(o: Any) -> dict[str, Any]:
 @policy_options
 @format_option("table", "json")
 def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: str | None,
-                dry_run: bool, force: bool, copy_storage: str, bandwidth: int | None,
+                state_dir: str | None, dry_run: bool, force: bool, copy_storage: str, bandwidth: int | None,
                 max_downtime: int | None, auto_converge: bool, postcopy: bool, compressed: bool,
                 parallel: int | None, timeout: float | None, on_timeout: str,
                 cpu_map: str | None, memory_reserve: int, cpu_ratio: float,
@@ -194,8 +208,9 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
     driver = LibvirtMigrationDriver()
     preflight = rules_preflight(_policy(memory_reserve, cpu_ratio, no_block_migration),
                                 load_catalog(cpu_map))
-    plan = prepare(guest, dest, hosts=known_hosts(lab, snapshot), source=source, opts=opts,
-                   preflight=preflight, read=livestate.read_hosts, presence=driver.presence)
+    plan = prepare(guest, dest, hosts=known_hosts(lab, snapshot, state_dir), source=source,
+                   opts=opts, preflight=preflight, read=livestate.read_hosts,
+                   presence=driver.presence, host_uuid=driver.host_uuid)
     if dry_run:
         emit(render_json({"plan": plan.to_json()}) if fmt == "json" else render_plan(plan))
         return
@@ -264,7 +279,8 @@ def render_drain_results(result: Any, host: str) -> str:
               help="Completion timeout of each migration (then it is aborted).")
 @policy_options
 @format_option("table", "json")
-def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_parallel: int,
+def drain_cmd(host: str, lab: bool, snapshot: str | None, state_dir: str | None, run: bool,
+              max_parallel: int,
               bandwidth: int | None, timeout: float | None, cpu_map: str | None,
               memory_reserve: int, cpu_ratio: float, no_block_migration: bool, fmt: str) -> None:
     """Empty HOST: a destination for every running guest, in waves of --max-parallel.
@@ -296,7 +312,7 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_paralle
     from planner.plan.drain import plan_drain
     from planner.plan.migration import MigrateOptions, prepare, resolve_host, rules_preflight
 
-    hosts = known_hosts(lab, snapshot)
+    hosts = known_hosts(lab, snapshot, state_dir)
     if not hosts:
         raise UsageError("no hosts: use --lab or --snapshot DIR")
     name, _uri = resolve_host(host, hosts)

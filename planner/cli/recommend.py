@@ -47,6 +47,8 @@ def _load(snapshot: str) -> Any:
     from planner.snapshot.read import load
 
     inv = load(snapshot)
+    for w in inv.warnings:
+        click.echo(printable(f"Warning: {w}"), err=True)
     # The inventory lives until exit: keep the collector from rescanning its
     # millions of objects each time the analysis allocates (a 10,000-host
     # snapshot spent seconds in collections).
@@ -158,33 +160,35 @@ def _write_out(d: Path, rep: Any, detail: str, snapshot: str) -> None:
 @click.argument("dest", metavar="DEST")
 @click.option("--snapshot", "snapshot", metavar="SNAPSHOT", required=True,
               help="The inventory snapshot directory.")
+@click.option("--source", "source", metavar="HOST", default=None,
+              help="The host GUEST is on, when guests of that name are on several hosts.")
 @format_option("table", "json")
 @policy_options
-def check_cmd(guest: str, dest: str, snapshot: str, fmt: str, cpu_map: str | None,
-              memory_reserve: int, cpu_ratio: float, no_block_migration: bool) -> None:
+def check_cmd(guest: str, dest: str, snapshot: str, source: str | None, fmt: str,
+              cpu_map: str | None, memory_reserve: int, cpu_ratio: float,
+              no_block_migration: bool) -> None:
     """Can GUEST live-migrate to host DEST?  One verdict with every rule's reason.
 
-    Exit code 0 when the move is feasible (ok or warn), 3 when it is blocked or
-    when the snapshot lacks data a rule needs (unknown: not proven feasible).
+    GUEST is a guest's name or UUID; when guests of one name are on several hosts,
+    --source HOST (or the UUID) says which.  Exit code 0 when the move is feasible
+    (ok or warn), 3 when it is blocked or when the snapshot lacks data a rule needs
+    (unknown: not proven feasible).
 
     \b
     Example:
       migplan check web-01 cn03 --snapshot snapshots/today
-      migplan check web-01 cn03 --snapshot snapshots/today --format json
+      migplan check web-01 cn03 --snapshot snapshots/today --source cn01 --format json
     """
     from planner.assess.rules import assess
     from planner.review import check
 
     cat = load_catalog(cpu_map)
     inv = _load(snapshot)
-    src = next((h for h in inv.hosts for d in h.domains if d.name == guest), None)
-    if src is None:
-        raise UsageError(f"guest {guest!r} is not in snapshot {snapshot}")
+    src, dom = _find_guest(inv, guest, source, snapshot)
     dst = inv.host(dest)
     if dst is None:
         raise UsageError(f"host {dest!r} is not in snapshot {snapshot} "
                          f"(hosts: {', '.join(h.name for h in inv.hosts[:10])})")
-    dom = next(d for d in src.domains if d.name == guest)
     a = assess(dom, src, dst, _policy(memory_reserve, cpu_ratio, no_block_migration), cat)
     if fmt == "json":
         emit(render_json(check.check_json(a)))
@@ -192,3 +196,23 @@ def check_cmd(guest: str, dest: str, snapshot: str, fmt: str, cpu_map: str | Non
         emit(check.check_text(a, render_table))
     if not a.feasible:
         raise SystemExit(3)
+
+
+def _find_guest(inv: Any, guest: str, source: str | None, snapshot: str) -> tuple[Any, Any]:
+    """(host, guest) for a guest name or UUID; several candidates need --source."""
+    found = [(h, d) for h in inv.hosts for d in h.domains
+             if d.name == guest or (d.uuid is not None and d.uuid.lower() == guest.lower())]
+    if source is not None:
+        src = inv.host(source)
+        if src is None:
+            raise UsageError(f"--source {source!r} is not a host of snapshot {snapshot}")
+        found = [(h, d) for h, d in found if h.name == src.name]
+        if not found:
+            raise UsageError(f"guest {guest!r} is not on {source} in snapshot {snapshot}")
+    if not found:
+        raise UsageError(f"guest {guest!r} is not in snapshot {snapshot}")
+    if len(found) > 1:
+        where = ", ".join(f"{h.name} (UUID {d.uuid})" for h, d in found[:5])
+        raise UsageError(f"guests named {guest!r} are on several hosts: {where}; say which "
+                         "with --source HOST, or give the guest's UUID")
+    return found[0]

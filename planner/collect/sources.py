@@ -55,6 +55,36 @@ def uri_host(uri: str) -> str | None:
         return None
 
 
+#: libvirt's default ports per remote transport (docs: "Remote URIs").
+_DEFAULT_PORTS = {"tcp": 16509, "tls": 16514, "ssh": 22, "libssh": 22, "libssh2": 22}
+
+
+def uri_identity(uri: str) -> tuple[str, ...] | None:
+    """What makes two libvirt URIs reach the same daemon: driver, transport, host and port
+    (default ports filled in, case of the host ignored); user, path and query are how,
+    not where.  None for a URI without a host (local drivers, test:///)."""
+    try:
+        u = urlsplit(uri)
+        host, port = u.hostname, u.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    driver, _, transport = u.scheme.lower().partition("+")
+    transport = transport or "tls"  # libvirt: a remote URI without transport is TLS
+    if port is None:
+        port = _DEFAULT_PORTS.get(transport)
+    return (driver, transport, host.lower(), str(port))
+
+
+def same_uri(a: str, b: str) -> bool:
+    """``a`` and ``b`` reach the same libvirt daemon (the same string, or uri_identity)."""
+    if a == b:
+        return True
+    ia = uri_identity(a)
+    return ia is not None and ia == uri_identity(b)
+
+
 def uri_for(host: str, template: str, name: str | None = None) -> str:
     if "{host}" not in template and "{name}" not in template:
         raise UsageError(f"--uri-template {template!r} has neither {{host}} nor {{name}}")
@@ -264,11 +294,13 @@ def parse_ansible_inventory(text: str, source: str, group: str,
 
 
 def dedupe(targets: list[Target]) -> list[Target]:
-    """Drop repeated URIs (the same host named twice); keep the first."""
-    seen: set[str] = set()
+    """Drop URIs that reach a daemon named before (the same string, or the same
+    ``uri_identity``: another port spelling, another case); keep the first."""
+    seen: set[object] = set()
     out = []
     for t in targets:
-        if t.uri not in seen:
-            seen.add(t.uri)
+        key = uri_identity(t.uri) or t.uri
+        if key not in seen:
+            seen.add(key)
             out.append(t)
     return out

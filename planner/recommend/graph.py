@@ -20,6 +20,7 @@ on request.
 from __future__ import annotations
 
 import gc
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -197,6 +198,10 @@ def _analyze(inv: Inventory, recs: Mapping[str, Recommendation], cat: Catalog,
     out_cache: dict[tuple[object, ...], _Outcome] = {}
     part_cache: dict[tuple[object, ...], _ClassPart] = {}
     near = frozenset(h.name for hs in ranked.values() for h in hs[:CAPACITY_CANDIDATES + 1])
+    # hosts sharing a host UUID never take each other's guests: their answers are their own
+    uuids = Counter(h.host_uuid for h in inv.hosts if h.host_uuid)
+    twins = {u for u, n in uuids.items() if n > 1}
+    near |= {h.name for h in inv.hosts if h.host_uuid in twins}
     for src in inv.hosts:
         scls = host_class[src.name]
         for dom in src.domains:
@@ -247,8 +252,8 @@ def _class_outcome(dom: Domain, src: Host, edge: Assessment, hosts: Sequence[Hos
     last: tuple[Verdict, ...] = ()
     checked = 0
     for h in hosts:
-        if h.name == src.name:
-            continue
+        if h.name == src.name or (h.host_uuid is not None and h.host_uuid == src.host_uuid):
+            continue  # the source itself (libvirt refuses a host of the source's UUID)
         if checked >= CAPACITY_CANDIDATES:
             break
         checked += 1
@@ -332,7 +337,9 @@ def _class_part(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass],
         hosts = ranked[c.id]
         # The outcome is the same for every guest of this shape and size, unless
         # the guest's own host is among the candidates checked.
-        near = any(h.name == src.name for h in hosts[:CAPACITY_CANDIDATES + 1])
+        near = any(h.name == src.name or (src.host_uuid is not None
+                                          and h.host_uuid == src.host_uuid)
+                   for h in hosts[:CAPACITY_CANDIDATES + 1])
         key = (sid, c.id, ckey, src.name if near else None)
         o = out_cache.get(key)
         if o is None:

@@ -176,6 +176,7 @@ def _document(rep: Report, detail: str, lazy: bool) -> dict[str, Any]:
         "recommendations": [recommendation_json(r) for r in rep.recs],
         "hosts": seq(_host_rows(rep)),
         "not_collected": [{"host": h, "error": e} for h, e in rep.inv.errors],
+        "warnings": list(rep.inv.warnings),
         "host_classes": [{"id": c.id, "cpu_model": c.cpu_model, "hosts": list(c.hosts)}
                          for c in an.classes.values()],
         "migration_domains": [list(dm) for dm in an.domains],
@@ -321,6 +322,8 @@ def report_text(rep: Report, table: Table) -> str:
                       f"{n_guests} guests"
                       + (f", collected {rep.inv.collected_at}" if rep.inv.collected_at else "")
                       + ")", ""]
+    if rep.inv.warnings:
+        out.extend([*(f"Warning: {w}" for w in rep.inv.warnings), ""])
     for rec in rep.recs:
         out.append(f"== Nova CPU settings for {rec.scope} ({len(rec.hosts)} hosts) ==")
         if rec.cannot_run:

@@ -33,6 +33,7 @@ from planner.parse.digest import domain_from_digest
 from planner.parse.guest import parse_domain
 from planner.parse.host import CpuCache, build_host, parse_pool
 from planner.snapshot.files import SnapshotFiles, member, parse_json
+from planner.snapshot.identity import merge_same_hosts
 
 # What each optional file lets the planner check; the text goes into Host.missing.
 MISSING = {
@@ -329,5 +330,7 @@ def _load(root: Path) -> Inventory:
     if not hosts:
         extra = f" ({len(errors)} could not be collected)" if errors else ""
         raise InputError(f"{root}: the snapshot has no hosts{extra}")
+    hosts, warnings, aliases = merge_same_hosts(hosts)
     return Inventory(hosts=tuple(hosts), collected_at=collected_at, source=str(root),
-                     errors=tuple(errors))
+                     errors=tuple(errors), warnings=tuple(warnings),
+                     aliases=tuple(aliases.items()))
