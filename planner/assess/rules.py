@@ -12,6 +12,7 @@ scripts may match on them; messages are for people and may improve.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from planner.assess.verdict import FEASIBLE, Status, Verdict, worst
 from planner.cpu.catalog import Catalog
 from planner.cpu.cpudef import CpuDef
 from planner.cpu.engine import compare
-from planner.errors import CpuError
+from planner.errors import CpuError, UsageError
 from planner.model import Disk, Domain, Host, NumaCell
 
 # the short names the rules read best with
@@ -43,6 +44,16 @@ class Policy:
     #: Keep vmx/svm in cpu_model_extra_flags: nested guests carry state that
     #: makes live migration fragile, so it is off unless asked for.
     expose_nested: bool = False
+
+    def __post_init__(self) -> None:
+        # nan passes every comparison a rule makes: a ratio of nan approved every move
+        if not (isinstance(self.cpu_allocation_ratio, int | float)
+                and math.isfinite(self.cpu_allocation_ratio) and self.cpu_allocation_ratio > 0):
+            raise UsageError(f"cpu_allocation_ratio {self.cpu_allocation_ratio!r}: expected a "
+                             "finite number > 0")
+        if type(self.memory_reserve_kib) is not int or self.memory_reserve_kib < 0:
+            raise UsageError(f"memory_reserve_kib {self.memory_reserve_kib!r}: expected a whole "
+                             "number >= 0")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from planner.cli.output import emit, read_input, render_table, unwind_on_sigterm
+from planner.cli.output import FiniteFloat, emit, read_input, render_table, unwind_on_sigterm
 from planner.collect.run import DEFAULT_TIMEOUT, DEFAULT_WORKERS, HostEvent, collect
 from planner.collect.sources import (
     DEFAULT_URI_TEMPLATE,
@@ -47,7 +47,8 @@ def _lab_targets(state_dir: str | None) -> list[Target]:
                    "--state-dir` (default $MIGPLAN_LAB_DIR or /var/tmp/migplan-lab).")
 @click.option("--out", "out", metavar="DIR", required=True,
               help="New snapshot directory (must not exist, or be empty).")
-@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="S",
+@click.option("--timeout", type=FiniteFloat(min=0.001), default=DEFAULT_TIMEOUT,
+              show_default=True, metavar="S",
               help="Seconds allowed per host.")
 @click.option("--workers", type=int, default=DEFAULT_WORKERS, show_default=True, metavar="N",
               help="Hosts read in parallel.")

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from planner.cli.output import emit, format_option, render_json, render_table
+from planner.cli.output import FiniteFloat, emit, format_option, render_json, render_table
 from planner.cli.recommend import _policy, policy_options
 from planner.errors import MigplanError, MigrationFailed, UsageError
 from planner.review.text import printable
@@ -165,7 +165,7 @@ def _outcome_json(o: Any) -> dict[str, Any]:
 @click.option("--compressed", is_flag=True, help="Compress the memory stream.")
 @click.option("--parallel", type=click.IntRange(min=1), metavar="N", default=None,
               help="Migrate over N parallel connections.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), metavar="S", default=None,
+@click.option("--timeout", type=FiniteFloat(min=0.1), metavar="S", default=None,
               help="Completion timeout in seconds.")
 @click.option("--on-timeout", type=click.Choice(["abort", "postcopy"]), default="abort",
               show_default=True, help="At the timeout: abort (guest stays on the source) or "
@@ -275,7 +275,7 @@ def render_drain_results(result: Any, host: str) -> str:
               metavar="K", help="Migrations at once (guests per wave).")
 @click.option("--bandwidth", type=click.IntRange(min=1), metavar="MiB/s", default=None,
               help="Bandwidth limit of each migration.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), metavar="S", default=None,
+@click.option("--timeout", type=FiniteFloat(min=0.1), metavar="S", default=None,
               help="Completion timeout of each migration (then it is aborted).")
 @policy_options
 @format_option("table", "json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,28 @@ def format_option(*choices: str, default: str | None = None) -> Callable[[Any], 
         show_default=True, help="Output format.",
     )
     return opt
+
+
+class FiniteFloat(click.ParamType):  # type: ignore[type-arg]
+    """A number that is a number: nan and inf are refused (nan passes every comparison
+    a range check makes, so --cpu-ratio nan used to approve every move)."""
+
+    name = "float"
+
+    def __init__(self, min: float | None = None) -> None:  # noqa: A002 - click's spelling
+        self.min = min
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> float:
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(f):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.min is not None and f < self.min:
+            self.fail(f"{value!r} is smaller than {self.min:g}", param, ctx)
+        return f
 
 
 cpu_map_option = click.option(

@@ -12,6 +12,7 @@ import click
 from planner.adapters.catalogs import load_catalog
 from planner.assess.rules import Policy
 from planner.cli.output import (
+    FiniteFloat,
     cpu_map_option,
     emit,
     format_option,
@@ -28,7 +29,7 @@ from planner.review.text import printable
 def policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--no-block-migration", is_flag=True,
                      help="Treat guests with local disks as blocked instead of warning.")(f)
-    f = click.option("--cpu-ratio", type=click.FloatRange(min=0.1), default=4.0, show_default=True,
+    f = click.option("--cpu-ratio", type=FiniteFloat(min=0.1), default=4.0, show_default=True,
                      help="vCPUs allowed per host CPU (Nova's cpu_allocation_ratio).")(f)
     f = click.option("--memory-reserve", "memory_reserve", type=click.IntRange(min=0),
                      default=512, show_default=True, metavar="MIB",

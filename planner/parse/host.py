@@ -181,6 +181,8 @@ def _cell_layout(root: Any, source: str) -> tuple[_CellLayout, ...]:
             cpus = tuple(map(int, _CELL_CPU_IDS(c)))
         except (TypeError, ValueError):
             raise InputError(f"{source}: invalid cpu id in NUMA cell {cid}") from None
+        if cpus and min(cpus) < 0:
+            raise InputError(f"{source}: invalid cpu id {min(cpus)} in NUMA cell {cid}")
         pages = []
         for p in c.findall("pages"):
             size = _pageelement_kib(p, source)

@@ -253,9 +253,9 @@ def iter_report_json(rep: Report, detail: str, chunk: int = 2_000) -> Iterator[s
     never held in memory whole.
     """
     if not is_large(rep):
-        yield json.dumps(report_json(rep, detail), indent=2) + "\n"
+        yield json.dumps(report_json(rep, detail), indent=2, allow_nan=False) + "\n"
         return
-    enc = json.JSONEncoder(separators=(",", ":")).encode
+    enc = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
     codec = _ReasonCodec()
     doc = _document(rep, detail, lazy=True)
     an = rep.analysis

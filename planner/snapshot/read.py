@@ -32,6 +32,13 @@ from planner.model import Domain, Host, Inventory, StoragePool
 from planner.parse.digest import domain_from_digest
 from planner.parse.guest import parse_domain
 from planner.parse.host import CpuCache, build_host, parse_pool
+from planner.snapshot.facts import (
+    check_guest_entry,
+    check_host_json,
+    check_manifest_host,
+    check_pool_entry,
+    text,
+)
 from planner.snapshot.files import SnapshotFiles, member, parse_json
 from planner.snapshot.identity import merge_same_hosts
 
@@ -64,9 +71,7 @@ def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
     facts: dict[str, Any] | None = None
     raw = fs.read_opt(f"{ds}/host.json", f"{label}/host.json")
     if raw is not None:
-        facts = parse_json(raw, f"{label}/host.json")
-        if not isinstance(facts, dict):
-            raise InputError(f"{label}/host.json: expected a JSON object")
+        facts = check_host_json(parse_json(raw, f"{label}/host.json"), f"{label}/host.json")
         for key in (facts.get("errors") or {}):
             text = MISSING.get(key)
             if text and text not in missing:
@@ -80,7 +85,8 @@ def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
     if raw is not None:
         index = parse_json(raw, f"{label}/pools.json")
         pools = []
-        for p in _list_of_dicts(index, f"{label}/pools.json"):
+        for i, p in enumerate(_list_of_dicts(index, f"{label}/pools.json")):
+            check_pool_entry(p, f"{label}/pools.json", i)
             f = member(ds, p.get("file"), f"{label}/pools.json")
             pools.append(parse_pool(fs.read(f, f"{label}/{p['file']}"), f"{label}/{p['file']}",
                                     p.get("active")))
@@ -96,7 +102,8 @@ def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
     raw = fs.read_opt(f"{ds}/domains.json", f"{label}/domains.json")
     if raw is not None:
         index = parse_json(raw, f"{label}/domains.json")
-        for g in _list_of_dicts(index, f"{label}/domains.json"):
+        for i, g in enumerate(_list_of_dicts(index, f"{label}/domains.json")):
+            check_guest_entry(g, f"{label}/domains.json", i)
             f = member(ds, g.get("file"), f"{label}/domains.json")
             src = f"{label}/{g['file']}"
             raw = fs.read(f, src)
@@ -287,9 +294,11 @@ def _load(root: Path) -> Inventory:
             man = fs.json(root / "manifest.json", f"{root}/manifest.json")
             if not isinstance(man, dict) or not isinstance(man.get("hosts"), list):
                 raise InputError(f"{root}/manifest.json: expected an object with a 'hosts' list")
-            collected_at = man.get("collected_at")
+            collected_at = text(man.get("collected_at"), f"{root}/manifest.json",
+                                "collected_at")
             names: set[str] = set()
             for i, h in enumerate(_list_of_dicts(man["hosts"], f"{root}/manifest.json")):
+                check_manifest_host(h, f"{root}/manifest.json", i)
                 name = h.get("name")
                 if not isinstance(name, str) or not name:
                     raise InputError(f"{root}/manifest.json: host #{i + 1} has no name")

@@ -39,14 +39,14 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _json(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8")
+    return (json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n").encode("utf-8")
 
 
 def domains_json(index: list[dict[str, Any]]) -> bytes:
     """domains.json: one guest a line (the digests make entries long)."""
     if not index:
         return b"[]\n"
-    return ("[\n" + ",\n".join(json.dumps(e, separators=(",", ":")) for e in index)
+    return ("[\n" + ",\n".join(json.dumps(e, separators=(",", ":"), allow_nan=False) for e in index)
             + "\n]\n").encode("utf-8")
 
 
