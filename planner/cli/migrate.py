@@ -12,7 +12,13 @@ import click
 
 from planner.cli.output import FiniteFloat, emit, format_option, render_json, render_table
 from planner.cli.recommend import _policy, policy_options
-from planner.errors import MigplanError, MigrationFailed, UsageError
+from planner.errors import (
+    GuestLost,
+    GuestStateUnknown,
+    MigplanError,
+    MigrationFailed,
+    UsageError,
+)
 from planner.review.text import printable
 
 MiB = 1024 * 1024
@@ -115,10 +121,12 @@ def _size(n: int | None) -> str:
 
 
 def render_plan(plan: Any) -> str:
+    from planner.plan.migration import shown_uri
+
     rows: list[list[Any]] = [
         ["guest", plan.guest],
-        ["source", f"{plan.source} ({plan.source_uri})"],
-        ["destination", f"{plan.destination} ({plan.destination_uri})"],
+        ["source", f"{plan.source} ({shown_uri(plan.source_uri)})"],
+        ["destination", f"{plan.destination} ({shown_uri(plan.destination_uri)})"],
         ["flags", " | ".join("VIR_MIGRATE_" + f for f in plan.flags)],
         ["parameters", ", ".join(f"{k}={v}" for k, v in plan.params.items()) or "-"],
         ["storage to copy", ", ".join(f"{d.target} ({d.source}, {_size(d.bytes)})"
@@ -187,7 +195,10 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
     on the source (a transient guest becomes persistent there).  Ctrl-C aborts
     it.  Afterwards both hosts are asked where the guest is: exit 0 when it
     runs, persistent, on DEST and is gone from the source; exit 4 when the
-    migration failed and the guest still runs on its source.
+    migration failed and the source confirms the guest still runs there; exit 7
+    when a host could not answer (unknown: check before acting -- the message
+    says what each host said and the virsh commands to check); exit 8 when both
+    answered and neither runs it; exit 1 when it runs on DEST but not cleanly.
 
     \b
     Example:
@@ -224,14 +235,41 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
         emit(render_json({"plan": plan.to_json(), "outcome": _outcome_json(outcome)}))
     else:
         emit(f"{outcome.status}: {outcome.message} ({outcome.duration_s:.1f} s)\n")
-    if outcome.ok:
-        return
-    if outcome.on == plan.source:
-        raise MigrationFailed(f"migration of {guest} failed; {outcome.message}")
-    raise MigplanError(f"migration of {guest} did not complete cleanly; {outcome.message}")
+    if not outcome.ok:
+        raise outcome_error(outcome)
+
+
+def outcome_error(o: Any) -> MigplanError:
+    """The error (and so the exit code) an outcome that is not a success gives."""
+    if o.status in ("failed", "aborted"):  # the source confirmed it runs there
+        return MigrationFailed(f"migration of {o.guest} failed; {o.message}")
+    if o.status == "unknown":
+        return GuestStateUnknown(f"migration of {o.guest}: unknown, check before acting; "
+                                 f"{o.message}")
+    if o.status == "lost":
+        return GuestLost(f"migration of {o.guest}: the guest is lost; {o.message}")
+    return MigplanError(f"migration of {o.guest} did not complete cleanly; {o.message}")
 
 
 # ---- drain ------------------------------------------------------------------------------------
+
+
+def _drain_summary(result: Any, plan: Any, name: str) -> str:
+    by: dict[str, list[str]] = {}
+    for o in result.outcomes:
+        by.setdefault(o.status, []).append(o.guest)
+    still = sum(len(by.get(k, ())) for k in ("failed", "aborted", "refused", "error"))
+    parts = [f"{len(by.get('migrated', ()))} migrated", f"{still} failed (still on {name})"]
+    if by.get("unclean"):
+        parts.append(f"{len(by['unclean'])} on their destination but not cleanly "
+                     f"({', '.join(by['unclean'])})")
+    if by.get("unknown"):
+        parts.append(f"{len(by['unknown'])} UNKNOWN where, check before acting "
+                     f"({', '.join(by['unknown'])})")
+    if by.get("lost"):
+        parts.append(f"{len(by['lost'])} LOST ({', '.join(by['lost'])})")
+    parts += [f"{len(result.not_started)} not started", f"{len(plan.stuck)} cannot move"]
+    return ", ".join(parts)
 
 
 def render_drain_plan(plan: Any, unread: dict[str, str]) -> str:
@@ -294,7 +332,8 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, state_dir: str | None,
 
     With --execute the waves run one after the other, each guest pre-flighted
     again on fresh state, migrated and verified like `migplan migrate`;
-    failed guests stay on HOST, running (exit 4).  Transient guests become
+    failed guests stay on HOST, running (exit 4; 7 when the hosts could not
+    confirm where a guest is, 8 when one is lost: see docs/exit-codes.md).  Transient guests become
     persistent on their destination.  Ctrl-C aborts the running migrations and
     starts no further wave.
 
@@ -353,12 +392,12 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, state_dir: str | None,
     elif result is None:
         emit(render_drain_plan(plan, unread))
     if result is not None:
-        msg = (f"{len(result.migrated)} migrated, {len(result.failed)} failed (still on {name}), "
-               f"{len(result.not_started)} not started, {len(plan.stuck)} cannot move")
+        msg = _drain_summary(result, plan, name)
         if fmt != "json":
             emit(render_drain_results(result, name) + f"summary: {msg}\n")
-        if code == 4:
-            raise MigrationFailed(f"drain of {name} incomplete: {msg}")
+        error = {8: GuestLost, 7: GuestStateUnknown, 4: MigrationFailed, 1: MigplanError}.get(code)
+        if error is not None:
+            raise error(f"drain of {name} incomplete: {msg}")
     if code == 3:
         raise InfeasibleError(f"{len(plan.stuck)} guest(s) of {name} cannot move: "
                               + ", ".join(s.guest for s in plan.stuck))

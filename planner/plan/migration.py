@@ -14,7 +14,7 @@ from typing import Any
 
 from planner.assess.rules import RUNNING_STATES
 from planner.assess.verdict import Status, Verdict
-from planner.collect.sources import same_uri, uri_host
+from planner.collect.sources import redact_uri, same_uri, uri_host
 from planner.errors import HostError, InfeasibleError, MigplanError, UsageError
 from planner.model import Domain, Host
 
@@ -73,8 +73,8 @@ class MigrationPlan:
     def to_json(self) -> dict[str, Any]:
         return {
             "guest": self.guest,
-            "source": {"host": self.source, "uri": self.source_uri},
-            "destination": {"host": self.destination, "uri": self.destination_uri},
+            "source": {"host": self.source, "uri": redact_uri(self.source_uri)},
+            "destination": {"host": self.destination, "uri": redact_uri(self.destination_uri)},
             "flags": ["VIR_MIGRATE_" + f for f in self.flags],
             "params": dict(self.params),
             "storage_to_copy": [
@@ -86,6 +86,11 @@ class MigrationPlan:
             "on_timeout": self.timeout_action,
             "preflight": [v.to_json() for v in self.preflight],
         }
+
+
+def shown_uri(uri: str) -> str:
+    """A URI as it may be printed: its password, if any, redacted."""
+    return redact_uri(uri)
 
 
 def make_plan(
