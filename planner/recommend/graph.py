@@ -71,6 +71,8 @@ class GuestResult:
     #: ``reasons`` ends with this tuple, shared by every guest of one shape and
     #: size (the report encodes it once); not part of the answer's value.
     shared_reasons: tuple[Verdict, ...] = field(default=(), compare=False, repr=False)
+    #: per destination class not feasible: (class id, why not) -- shared like shared_reasons
+    why: tuple[tuple[str, tuple[Verdict, ...]], ...] = field(default=(), repr=False)
 
 
 @dataclass
@@ -280,6 +282,7 @@ class _ClassPart:
     blocking: tuple[Verdict, ...]  # deduplicated, in class order
     any_blocking: bool
     per_class: tuple[tuple[str, str, str | None], ...]
+    why: tuple[tuple[str, tuple[Verdict, ...]], ...] = ()  # per class not feasible
 
 
 def _guest_result(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass],
@@ -319,7 +322,7 @@ def _guest_result(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass]
                             f"no other host to move {dom.name} to"),)
         shared = ()
     return GuestResult(dom.name, src.name, sid, best, part.feasible, part.dests,
-                       reasons, part.per_class, shared)
+                       reasons, part.per_class, shared, part.why)
 
 
 def _class_part(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass],
@@ -333,6 +336,7 @@ def _class_part(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass],
     blocking: list[Verdict] = []
     best = BLOCKED
     per_class: list[tuple[str, str, str | None]] = []
+    why: list[tuple[str, tuple[Verdict, ...]]] = []
     for c in classes:
         hosts = ranked[c.id]
         # The outcome is the same for every guest of this shape and size, unless
@@ -352,8 +356,10 @@ def _class_part(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass],
         if o.host is not None and status in FEASIBLE:
             feasible.append(c.id)
             dests.append(o.host)
+        elif o.blocking:
+            why.append((c.id, o.blocking))
     return _ClassPart(best, tuple(feasible), tuple(dests), tuple(_dedupe(blocking)),
-                      bool(blocking), tuple(per_class))
+                      bool(blocking), tuple(per_class), tuple(why))
 
 
 def _better(a: Status, b: Status) -> Status:

@@ -21,6 +21,7 @@ from planner.recommend.graph import Analysis, GuestResult, guest_moves, host_pai
 from planner.review.check import WOULD_TELL
 from planner.review.nova_files import nova_ini
 from planner.review.text import printable
+from planner.review.why import stranded_lines
 
 SCHEMA_VERSION = 1
 Table = Callable[[Sequence[str], Sequence[Sequence[Any]]], str]
@@ -389,14 +390,15 @@ def report_text(rep: Report, table: Table) -> str:
     out.append("")
     feasible = n_guests - len(an.stranded)
     out.append(f"Guests: {feasible} of {n_guests} can move to another host; "
-               f"{len(an.stranded)} stranded.")
+               f"{len(an.stranded)} stranded" + (", and why not, per destination:"
+                                                  if an.stranded else "."))
     if an.stranded:
-        by = {g.guest: g for g in an.guests}
-        rows = [[n, by[n].source, "; ".join(v.message for v in by[n].reasons if not v.feasible)[:160]]
-                for n in an.stranded[:50]]
-        out.extend(_lines(table(["stranded guest", "on", "why"], rows)))
-        if len(an.stranded) > 50:
-            out.append(f"  ... and {len(an.stranded) - 50} more (see --format json)")
+        stranded = [g for g in an.guests if not g.feasible_classes]
+        for g in stranded[:50]:
+            out.extend(stranded_lines(an, g))
+        if len(stranded) > 50:
+            out.append(f"  ... and {len(stranded) - 50} more (see --format json)")
+        out.append("")
     codes = Counter(v.code for g in an.guests for v in g.reasons)
     if codes:
         out.append("Reasons across guests (code: guests):")
