@@ -40,7 +40,8 @@ def _lab_targets(state_dir: str | None) -> list[Target]:
 @click.option("--group", metavar="G", help="The inventory group to collect (with its children).")
 @click.option("--uri-template", metavar="T", default=DEFAULT_URI_TEMPLATE, show_default=True,
               help="How a hostname becomes a URI: {host} is the address (ansible_host when set), "
-                   "{name} the inventory name.")
+                   "{name} the inventory name, {user} ansible_user (root when unset); "
+                   "ansible_port becomes the port of ssh URIs.")
 @click.option("--lab", is_flag=True, help="Collect from the hosts of `migplan lab up`.")
 @click.option("--state-dir", "state_dir", metavar="DIR", default=None,
               help="With --lab: the lab's state directory, as given to `migplan lab up "
