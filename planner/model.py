@@ -78,6 +78,9 @@ class Domain:
     hostdevs: tuple[HostDev, ...] = ()
     tsc_frequency: int | None = None  # <clock><timer name='tsc' frequency=...>
     host: str = ""  # name of the host the snapshot found it on
+    #: libvirt networks its <interface type='network'> use (a hostdev network hands out
+    #: SR-IOV VFs: see Host.hostdev_networks)
+    networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,9 @@ class Host:
     page_sizes_kib: tuple[int, ...] | None = None
     #: False when the snapshot does not list the host's guests (what they use is unknown)
     guests_listed: bool = True
+    #: libvirt networks with <forward mode='hostdev'> (pools of SR-IOV VFs); None: the
+    #: snapshot has no networks (networks.json)
+    hostdev_networks: tuple[str, ...] | None = None
 
 
 # --- what Nova knows (snapshot's nova.json; absent for a plain libvirt fleet) ------------------

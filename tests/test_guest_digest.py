@@ -180,13 +180,31 @@ def test_the_digest_covers_every_field_the_parser_fills():
 
     from planner.model import Disk, Domain, HostDev
 
-    # from domains.json / the loader: persistent, host; never parsed: size_bytes
+    # from domains.json / the loader: persistent, host, size_bytes (domains.json "disks")
     assert [f.name for f in fields(Domain)] == [
         "name", "uuid", "state", "persistent", "memory_kib", "vcpus", "cpu", "machine", "arch",
         "domain_type", "vcpupin", "emulatorpin", "numatune_mode", "numatune_nodes",
-        "vnuma_cells", "hugepages_kib", "disks", "hostdevs", "tsc_frequency", "host"]
+        "vnuma_cells", "hugepages_kib", "disks", "hostdevs", "tsc_frequency", "host",
+        "networks"]
     assert [f.name for f in fields(Disk)] == [
         "target", "device", "source_type", "source", "protocol", "pool", "readonly",
         "shareable", "size_bytes"]
     assert [f.name for f in fields(HostDev)] == ["kind", "address"]
-    assert DIGEST_VERSION == 1
+    assert DIGEST_VERSION == 2  # 2: networks (issue 14)
+
+
+def test_networks_and_disk_sizes_survive_the_digest():
+    """(issue 14 item 11) a guest's networks (from its XML) and disk sizes (from
+    domains.json) come out of a digest as out of parsing the XML."""
+    xml = (b"<domain type='kvm'><name>n</name><memory>1024</memory><devices>"
+           b"<disk type='file' device='disk'><source file='/i/n.qcow2'/><target dev='vda'/>"
+           b"</disk><interface type='network'><source network='sriov-net'/></interface>"
+           b"<interface type='network'><source network='default'/></interface>"
+           b"<interface type='bridge'><source bridge='br0'/></interface></devices></domain>")
+    meta = {"state": "running", "persistent": True,
+            "disks": {"vda": {"capacity": 10, "allocation": 7, "physical": 7}}}
+    parsed = parse_domain(xml, "n.xml", host="h", meta=meta)
+    assert parsed.networks == ("sriov-net", "default")
+    assert parsed.disks[0].size_bytes == 7
+    digested = domain_from_digest(domain_digest(xml), xml, "n.xml", host="h", meta=meta)
+    assert digested == parsed

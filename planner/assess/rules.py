@@ -559,9 +559,19 @@ def local_storage(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> V
 
 def hostdev(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Verdict:
     r = "hostdev"
-    if not g.hostdevs:
+    # An interface on a network with <forward mode='hostdev'> is an SR-IOV VF assigned to
+    # the guest (libvirt counts it as a hostdev, and refuses to migrate it) like a
+    # <interface type='hostdev'>.
+    vf_nets = [n for n in g.networks if n in (src.hostdev_networks or ())]
+    devs = ", ".join([*(f"{h.kind} {h.address}" if h.address else h.kind for h in g.hostdevs),
+                      *(f"SR-IOV VF of network {n}" for n in vf_nets)])
+    if not devs:
+        if g.networks and src.hostdev_networks is None:
+            return _v(r, WARN, "networks-unknown",
+                      f"{g.name} uses networks {', '.join(g.networks)}: {src.name}'s networks "
+                      "are not in the snapshot, so whether one hands out SR-IOV VFs "
+                      "(forward mode='hostdev', not migratable) is not known")
         return _v(r, OK, "none", "no host devices")
-    devs = ", ".join(f"{h.kind} {h.address}" if h.address else h.kind for h in g.hostdevs)
     # QEMU cannot move a device's hardware state: any assigned device blocks migration.
     return _v(r, BLOCKED, "assigned",
               f"{g.name} has host devices assigned ({devs}): detach them before migrating")

@@ -10,7 +10,7 @@ from lxml import etree
 
 from planner.errors import InputError
 from planner.model import Disk, Domain, HostDev
-from planner.parse.guest import children, domain_from_root
+from planner.parse.guest import children, domain_from_root, with_sizes
 from planner.parse.host import CpuCache, document_root
 from planner.parse.xmlsafe import check_document
 
@@ -24,7 +24,8 @@ from planner.parse.xmlsafe import check_document
 # longer matches and is parsed; a digest of another version or of a wrong
 # shape is ignored and the XML parsed.  See docs/snapshot.md.
 
-DIGEST_VERSION = 1
+#: 2: guests' networks (issue 14); digests of version 1 are ignored, their XML parsed.
+DIGEST_VERSION = 2
 
 
 def domain_digest(xml: bytes, source: str = "domain.xml") -> dict[str, Any] | None:
@@ -49,7 +50,7 @@ def domain_digest(xml: bytes, source: str = "domain.xml") -> dict[str, Any] | No
               [[k.target, k.device, k.source_type, k.source, k.protocol, k.pool, k.readonly,
                 k.shareable] for k in d.disks],
               [[h.kind, h.address] for h in d.hostdevs],
-              d.tsc_frequency],
+              d.tsc_frequency, list(d.networks)],
     }
 
 
@@ -85,6 +86,12 @@ def _ints(x: Any) -> tuple[int, ...]:
     return tuple(map(_nat, x))
 
 
+def _strs(x: Any) -> tuple[str, ...]:
+    if type(x) is not list:
+        raise _Bad
+    return tuple(map(_str, x))
+
+
 def _rows(x: Any, n: int) -> list[list[Any]]:
     if type(x) is not list or any(type(r) is not list or len(r) != n for r in x):
         raise _Bad
@@ -111,7 +118,7 @@ def domain_from_digest(digest: Any, xml: bytes, source: str, *, host: str = "",
         return None
     try:
         f = digest["d"]
-        if type(f) is not list or len(f) != 18:
+        if type(f) is not list or len(f) != 19:
             raise _Bad
         cpu_key = _ostr(f[5])
         cpu = None
@@ -140,13 +147,14 @@ def domain_from_digest(digest: Any, xml: bytes, source: str, *, host: str = "",
             numatune_nodes=_ints(f[12]),
             vnuma_cells=tuple((_nat(i), _ints(c), _nat(m)) for i, c, m in _rows(f[13], 3)),
             hugepages_kib=_ints(f[14]),
-            disks=tuple(Disk(target=_str(t), device=_str(dv), source_type=_str(st),
-                             source=_ostr(sr), protocol=_ostr(pr), pool=_ostr(po),
-                             readonly=_bool(ro), shareable=_bool(sh))
-                        for t, dv, st, sr, pr, po, ro, sh in _rows(f[15], 8)),
+            disks=with_sizes(tuple(Disk(target=_str(t), device=_str(dv), source_type=_str(st),
+                                        source=_ostr(sr), protocol=_ostr(pr), pool=_ostr(po),
+                                        readonly=_bool(ro), shareable=_bool(sh))
+                                   for t, dv, st, sr, pr, po, ro, sh in _rows(f[15], 8)), meta),
             hostdevs=tuple(HostDev(_str(k), _ostr(a)) for k, a in _rows(f[16], 2)),
             tsc_frequency=_oint(f[17]),
             host=host,
+            networks=_strs(f[18]),
         )
     except (_Bad, InputError, KeyError, TypeError, ValueError):
         return None

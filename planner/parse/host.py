@@ -287,6 +287,16 @@ def parse_pool(xml: bytes, source: str, active: bool | None = None) -> StoragePo
     return StoragePool(root.findtext("name") or "", ptype, target or None, shared, active)
 
 
+def hostdev_network(xml: bytes, source: str) -> str | None:
+    """The network's name when it is a pool of SR-IOV VFs (``<forward mode='hostdev'>``:
+    each guest interface on it is a PCI device assigned to the guest), else None."""
+    root = document_root(xml, source, "network")
+    fwd = root.find("forward")
+    if fwd is not None and fwd.get("mode") == "hostdev":
+        return root.findtext("name") or None
+    return None
+
+
 @dataclass(frozen=True)
 class _CapsParts:
     """What build_host takes from a capabilities document, besides the host UUID."""
@@ -332,6 +342,7 @@ def build_host(
     cache: CpuCache | None = None,
     source: str = "",
     guests_listed: bool = True,
+    hostdev_networks: Sequence[str] | None = None,
 ) -> Host:
     """One Host from its capabilities and whatever else the snapshot holds.
 
@@ -411,4 +422,5 @@ def build_host(
         domain_types=parts.domain_types,
         page_sizes_kib=parts.page_sizes,
         guests_listed=guests_listed,
+        hostdev_networks=tuple(hostdev_networks) if hostdev_networks is not None else None,
     )

@@ -106,6 +106,12 @@ def check_guest_entry(e: Mapping[str, Any], label: str, i: int) -> None:
     text(e.get("state"), label, f"{where}.state")
     count(e.get("reason"), label, f"{where}.reason")
     flag(e.get("persistent"), label, f"{where}.persistent")
+    disks = _obj(e.get("disks"), label, f"{where}.disks") or {}
+    for target, size in disks.items():
+        if not isinstance(size, dict):
+            raise _bad(label, f"{where}.disks.{target}", "an object", size)
+        for k in ("capacity", "allocation", "physical"):
+            count(size.get(k), label, f"{where}.disks.{target}.{k}", optional=False)
 
 
 def check_pool_entry(e: Mapping[str, Any], label: str, i: int) -> None:

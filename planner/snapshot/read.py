@@ -31,7 +31,7 @@ from planner.errors import InputError
 from planner.model import Domain, Host, Inventory, StoragePool
 from planner.parse.digest import domain_from_digest
 from planner.parse.guest import parse_domain
-from planner.parse.host import CpuCache, build_host, parse_pool
+from planner.parse.host import CpuCache, build_host, hostdev_network, parse_pool
 from planner.snapshot.facts import (
     check_guest_entry,
     check_host_json,
@@ -97,6 +97,18 @@ def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
     else:
         missing.append(MISSING["pools"])
 
+    networks: list[str] | None = None  # the hostdev (SR-IOV VF pool) networks
+    raw = fs.read_opt(f"{ds}/networks.json", f"{label}/networks.json")
+    if raw is not None:
+        networks = []
+        for i, n in enumerate(_list_of_dicts(parse_json(raw, f"{label}/networks.json"),
+                                             f"{label}/networks.json")):
+            check_pool_entry(n, f"{label}/networks.json", i)  # name, active, persistent
+            f = member(ds, n.get("file"), f"{label}/networks.json")
+            name_if = hostdev_network(fs.read(f, f"{label}/{n['file']}"), f"{label}/{n['file']}")
+            if name_if is not None:
+                networks.append(name_if)
+
     domains: list[Domain] = []
     listed = True
     raw = fs.read_opt(f"{ds}/domains.json", f"{label}/domains.json")
@@ -128,7 +140,7 @@ def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
 
     return build_host(name, caps, uri=uri, domcapabilities=domcaps, facts=facts, pools=pools,
                       domains=domains, missing=missing, cache=cache, source=f"{label}/",
-                      guests_listed=listed)
+                      guests_listed=listed, hostdev_networks=networks)
 
 
 def _list_of_dicts(obj: Any, label: str) -> list[dict[str, Any]]:

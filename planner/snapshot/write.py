@@ -82,6 +82,16 @@ def write_host(d: Path, raw: dict[str, Any], uri: str) -> int:
             index.append({"name": p["name"], "file": f"pools/{fn}", "active": p["active"],
                           "persistent": p["persistent"]})
         _write(d / "pools.json", _json(index))
+    if raw.get("networks") is not None:
+        (d / "networks").mkdir()
+        used = set()
+        index = []
+        for n in raw["networks"]:
+            fn = unique_name(safe_name(n["name"]), used, "network") + ".xml"
+            _write(d / "networks" / fn, n["xml"].encode("utf-8"))
+            index.append({"name": n["name"], "file": f"networks/{fn}", "active": n["active"],
+                          "persistent": n["persistent"]})
+        _write(d / "networks.json", _json(index))
     guests = 0
     if raw.get("domains") is not None:
         (d / "domains").mkdir()
@@ -94,6 +104,8 @@ def write_host(d: Path, raw: dict[str, Any], uri: str) -> int:
             entry = {"name": g["name"], "uuid": g["uuid"], "state": g["state"],
                      "reason": g.get("reason"), "persistent": g["persistent"],
                      "file": f"domains/{fn}"}
+            if g.get("disks"):
+                entry["disks"] = g["disks"]  # target -> capacity, allocation, physical
             # What the XML parses to, so that loading 100,000 guests need not
             # parse them again (used only while the XML's hash matches).
             digest = domain_digest(xml, f"{d.name}/domains/{fn}")
