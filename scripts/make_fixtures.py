@@ -35,6 +35,9 @@ from planner.adapters.catalogs import default_catalog  # noqa: E402
 from planner.cpu.engine import decode  # noqa: E402
 from planner.snapshot.write import SNAPSHOT_FORMAT, write_host  # noqa: E402
 
+sys.path.insert(0, str(REPO / "scripts"))
+import fixture_modern as modern  # noqa: E402
+
 CAT = default_catalog()
 COLLECTED_AT = "2026-11-23T09:00:00Z"
 
@@ -128,19 +131,30 @@ class HostSpec:
         return CPUS[self.cpu].mask()
 
 
+def _tsc_hz(h: HostSpec) -> int:
+    return (modern.CPUS[h.cpu] if h.cpu in modern.CPUS else CPUS[h.cpu]).tsc_hz
+
+
 def _host_cpu_xml(h: HostSpec, indent: str = "    ") -> str:
-    spec = CPUS[h.cpu]
-    dec = decode(h.mask(), spec.vendor, CAT, cpu_type="host", signature=spec.signature)
-    fam, mod, step = spec.signature
-    lines = [
-        "<cpu>", "  <arch>x86_64</arch>", f"  <model>{dec.model}</model>",
-        f"  <vendor>{spec.vendor}</vendor>", "  <microcode version='16777380'/>",
-        f"  <signature family='{fam}' model='{mod}' stepping='{step}'/>",
-        f"  <counter name='tsc' frequency='{spec.tsc_hz}' scaling='yes'/>",
-        f"  <topology sockets='1' dies='1' cores='{h.cores_per_cell}' threads='{h.threads}'/>",
-        "  <maxphysaddr mode='emulate' bits='46'/>",
-    ]
-    lines += [f"  <feature name='{f.name}'/>" for f in dec.features]
+    timing = [f"  <counter name='tsc' frequency='{_tsc_hz(h)}' scaling='yes'/>",
+              f"  <topology sockets='1' dies='1' cores='{h.cores_per_cell}' "
+              f"threads='{h.threads}'/>"]
+    if h.cpu in modern.CPUS:
+        # a real CPU as its host's libvirt describes it (scripts/fixture_modern.py)
+        body = modern.host_cpu_lines(modern.CPUS[h.cpu], h.libvirt)
+        at = next(i for i, x in enumerate(body) if "<signature" in x) + 1
+        lines = ["<cpu>", *body[:at], *timing, *body[at:]]
+    else:
+        spec = CPUS[h.cpu]
+        dec = decode(h.mask(), spec.vendor, CAT, cpu_type="host", signature=spec.signature)
+        fam, mod, step = spec.signature
+        lines = [
+            "<cpu>", "  <arch>x86_64</arch>", f"  <model>{dec.model}</model>",
+            f"  <vendor>{spec.vendor}</vendor>", "  <microcode version='16777380'/>",
+            f"  <signature family='{fam}' model='{mod}' stepping='{step}'/>", *timing,
+            "  <maxphysaddr mode='emulate' bits='46'/>",
+        ]
+        lines += [f"  <feature name='{f.name}'/>" for f in dec.features]
     lines += ["  <pages unit='KiB' size='4'/>", "  <pages unit='KiB' size='2048'/>",
               "  <pages unit='KiB' size='1048576'/>", "</cpu>"]
     return "\n".join(indent + x for x in lines)
@@ -148,6 +162,9 @@ def _host_cpu_xml(h: HostSpec, indent: str = "    ") -> str:
 
 def _machines(qemu: str) -> list[str]:
     v = ".".join(qemu.split(".")[:2])
+    if v not in ("6.2", "7.2"):  # a current QEMU still runs the machine types of 7.2
+        return [f"pc-i440fx-{v}", f"pc-q35-{v}", "pc-q35-7.2", "pc-i440fx-7.2", "pc-q35-6.2",
+                "pc-i440fx-6.2", "pc-q35-5.2"]
     return [f"pc-i440fx-{v}", f"pc-q35-{v}", "pc-q35-6.2", "pc-i440fx-6.2", "pc-q35-5.2"] \
         if v != "6.2" else ["pc-i440fx-6.2", "pc-q35-6.2", "pc-q35-5.2", "pc-i440fx-5.2"]
 
@@ -234,20 +251,34 @@ def capabilities_xml(h: HostSpec) -> str:
 """
 
 
-def domcapabilities_xml(h: HostSpec) -> str:
+def _cpu_modes(h: HostSpec) -> tuple[str, str, list[tuple[str, str]],
+                                       list[tuple[str, str, str]]] | None:
+    """vendor, host-model, its (policy, feature)s, custom (model, usable, vendor)s."""
+    if h.cpu in modern.CPUS:
+        real = modern.CPUS[h.cpu]
+        hm = modern.host_model(real, h.libvirt)
+        if hm is None:
+            return None
+        return real.vendor, hm[0], hm[1], modern.custom_models(real, h.libvirt)
     spec = CPUS[h.cpu]
     hmask = h.mask()
     guest_mask = hmask & ~CAT.mask_of(f for f in NOT_FOR_GUESTS if f in CAT.feature_by_name)
-    hm = decode(guest_mask, spec.vendor, CAT, cpu_type="guest", migratable=True)
-    feats = "".join(f"      <feature policy='{f.policy or 'require'}' name='{f.name}'/>\n"
-                    for f in hm.features)
-    custom = ""
-    for m in CAT.models:
-        if m.name in ("486", "pentium", "pentium2", "pentium3", "pentiumpro"):
-            continue
-        usable = "yes" if m.mask & ~hmask == 0 else "no"
-        vendor = m.vendor or "unknown"
-        custom += f"      <model usable='{usable}' vendor='{vendor}'>{m.name}</model>\n"
+    dec = decode(guest_mask, spec.vendor, CAT, cpu_type="guest", migratable=True)
+    custom = [(m.name, "yes" if m.mask & ~hmask == 0 else "no", m.vendor or "unknown")
+              for m in CAT.models
+              if m.name not in ("486", "pentium", "pentium2", "pentium3", "pentiumpro")]
+    return (spec.vendor, dec.model, [(f.policy or "require", f.name) for f in dec.features],
+            custom)
+
+
+def domcapabilities_xml(h: HostSpec) -> str | None:
+    modes = _cpu_modes(h)
+    if modes is None:
+        return None  # a libvirt newer than any shipped catalog: not composed
+    vendor_name, hm_model, hm_feats, models = modes
+    feats = "".join(f"      <feature policy='{pol}' name='{name}'/>\n" for pol, name in hm_feats)
+    custom = "".join(f"      <model usable='{u}' vendor='{v}'>{m}</model>\n"
+                     for m, u, v in models)
     machine = _machines(h.qemu)[1]
     return f"""<domainCapabilities>
   <path>/usr/bin/qemu-system-x86_64</path>
@@ -275,8 +306,8 @@ def domcapabilities_xml(h: HostSpec) -> str:
       </enum>
     </mode>
     <mode name='host-model' supported='yes'>
-      <model fallback='forbid'>{hm.model}</model>
-      <vendor>{spec.vendor}</vendor>
+      <model fallback='forbid'>{hm_model}</model>
+      <vendor>{vendor_name}</vendor>
 {feats}    </mode>
     <mode name='custom' supported='yes'>
 {custom}    </mode>
@@ -550,12 +581,50 @@ def hostdev_guests() -> list[HostSpec]:
     return [h1, h2, h3]
 
 
+def _rbd_disk(guest_name: str) -> str:
+    return ("    <disk type='network' device='disk'>\n"
+            "      <driver name='qemu' type='raw' cache='writeback' discard='unmap'/>\n"
+            f"      <source protocol='rbd' name='vms/{_uuid('guest', guest_name)}_disk'>\n"
+            "        <host name='ceph-mon1.example' port='6789'/>\n      </source>\n"
+            "      <target dev='vda' bus='virtio'/>\n    </disk>\n")
+
+
+def modern_mixed_fleet() -> list[HostSpec]:
+    """A 2026 cloud mid-upgrade, real CPUs (scripts/fixture_modern.py): Intel hosts on
+    libvirt 9.0 and 11.3, a Milan aggregate on 11.3, a Genoa host on a newer libvirt."""
+    layout = [("cn01", "cascadelake-4214r", "9.0.0"), ("cn02", "cascadelake-4214r", "9.0.0"),
+              ("cn03", "icelake-sp", "9.0.0"), ("cn04", "sapphirerapids-3408u", "11.3.0"),
+              ("cn05", "emeraldrapids-6530", "11.3.0"), ("amd01", "milan-7713", "11.3.0"),
+              ("amd02", "milan-7713", "11.3.0"), ("amd03", "genoa-9334", "11.6.0")]
+    hosts = []
+    for i, (name, cpu, libvirt) in enumerate(layout, start=1):
+        amd = name.startswith("amd")
+        qemu = "7.2.0" if libvirt == "9.0.0" else "10.0.0"
+        hosts.append(HostSpec(
+            name, cpu, cells=2, cores_per_cell=16 if amd else 12, mem_gib_per_cell=256,
+            qemu=qemu, libvirt=libvirt, free_gib=(150.0 - 6 * i, 180.0),
+            pools=[pool("ceph", "rbd", None, "    <host name='ceph-mon1.example' port='6789'/>\n"
+                                             "    <name>vms</name>\n")],
+            guests=[
+                guest(f"{name}-web", dom_id=1, disks=_rbd_disk(f"{name}-web"),
+                      cpu=custom_cpu("EPYC-Rome" if amd else "Cascadelake-Server-noTSX")),
+                guest(f"{name}-hostmodel", dom_id=2, vcpus=4, mem_mib=8192,
+                      disks=_rbd_disk(f"{name}-hostmodel")),
+            ]))
+    # a guest asking for what only the newest generation has (AMX, AVX-512 FP16)
+    hosts[4].guests.append(guest("cn05-inference", dom_id=3, vcpus=16, mem_mib=65536,
+                                 disks=_rbd_disk("cn05-inference"),
+                                 cpu=custom_cpu("SapphireRapids", "amx-tile", "amx-int8")))
+    return hosts
+
+
 SCENARIOS = {
     "mixed-intel-generations": mixed_intel_generations,
     "intel-amd-mixed": intel_amd_mixed,
     "numa-pinned-guests": numa_pinned_guests,
     "storage-backends": storage_backends,
     "hostdev-guests": hostdev_guests,
+    "modern-mixed-fleet": modern_mixed_fleet,
 }
 
 
@@ -568,14 +637,15 @@ def facts(h: HostSpec) -> dict[str, Any]:
         free_pages["1048576"] = h.free_1g[c] if h.free_1g else 0
         free = int((h.free_gib[c] if h.free_gib else 32.0) * 1024**3)
         cells.append({"id": c, "free_bytes": free, "free_pages": free_pages})
-    model_names = [m.name for m in CAT.models]
+    model_names = (modern.model_names(h.libvirt) if h.cpu in modern.CPUS
+                   else [m.name for m in CAT.models])
     major, minor, rel = (int(x) for x in h.qemu.split("."))
     return {
         "hostname": f"{h.name}.cluster.example",
         "versions": {"libvirt": h.libvirt, "hypervisor_type": "QEMU",
                      "hypervisor": f"{major}.{minor}.{rel}"},
         "nodeinfo": {"model": "x86_64", "memory_kib": h.mem_gib_per_cell * h.cells * 1024**2,
-                     "cpus": ncpus, "mhz": CPUS[h.cpu].tsc_hz // 1000000, "nodes": h.cells,
+                     "cpus": ncpus, "mhz": _tsc_hz(h) // 1000000, "nodes": h.cells,
                      "sockets": 1, "cores": h.cores_per_cell, "threads": h.threads},
         "cpu_model_names": model_names,
         "cells": cells,
@@ -625,6 +695,35 @@ def build(root: Path) -> list[str]:
     return names
 
 
+#: The demo's example path ships the modern fleet inside the package (planner/cli/demo.py).
+DEMO_ARCHIVE = REPO / "planner" / "data" / "modern-mixed-fleet.tar.xz"
+
+
+def write_demo_archive(fixture: Path, dest: Path) -> None:
+    """``fixture`` as a reproducible tar.xz (sorted, fixed times and owners)."""
+    import tarfile
+
+    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.mtime, info.uid, info.gid, info.uname, info.gname = 946684800, 0, 0, "", ""
+        return info
+
+    with tarfile.open(dest, "w:xz", format=tarfile.PAX_FORMAT) as tar:
+        for f in sorted(p for p in fixture.rglob("*") if p.is_file()):
+            tar.add(f, arcname=str(f.relative_to(fixture)), filter=clean)
+
+
+def _archive_differs(fixture: Path, archive: Path) -> bool:
+    import tarfile
+
+    if not archive.is_file():
+        return True
+    with tarfile.open(archive) as tar:
+        got = {m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
+               for m in tar.getmembers() if m.isfile()}
+    want = {str(p.relative_to(fixture)): p.read_bytes() for p in fixture.rglob("*") if p.is_file()}
+    return got != want
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="compare with fixtures/, write nothing")
@@ -635,6 +734,8 @@ def main() -> int:
         names = build(Path(tmp))
         if args.check:
             bad = [n for n in names if _differs(Path(tmp) / n, out / n)]
+            if _archive_differs(Path(tmp) / "modern-mixed-fleet", DEMO_ARCHIVE):
+                bad.append(str(DEMO_ARCHIVE.relative_to(REPO)))
             if bad:
                 print("fixtures differ from scripts/make_fixtures.py: " + ", ".join(bad))
                 return 1
@@ -644,6 +745,9 @@ def main() -> int:
             shutil.rmtree(out / n, ignore_errors=True)
             shutil.copytree(Path(tmp) / n, out / n)
             print(f"wrote {out / n}")
+        if _archive_differs(Path(tmp) / "modern-mixed-fleet", DEMO_ARCHIVE):
+            write_demo_archive(Path(tmp) / "modern-mixed-fleet", DEMO_ARCHIVE)
+            print(f"wrote {DEMO_ARCHIVE}")
     return 0
 
 

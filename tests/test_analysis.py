@@ -306,7 +306,7 @@ def test_what_if_refuses_unknown_and_clashing_hosts() -> None:
 
 def test_resolve_snapshot_order_argument_env_default(tmp_path: Path) -> None:
     env = {"MIGPLAN_SNAPSHOT": "intel-amd-mixed"}
-    assert A.resolve_snapshot(env={}) == FIX / "mixed-intel-generations"
+    assert A.resolve_snapshot(env={}) == FIX / "modern-mixed-fleet"
     assert A.resolve_snapshot(env=env) == FIX / "intel-amd-mixed"
     assert A.resolve_snapshot(str(tmp_path), env=env) == tmp_path
     assert A.resolve_snapshot("fixtures/lab-3-hosts", env={}) == FIX / "lab-3-hosts"

@@ -21,17 +21,6 @@ CAT11 = REPO / "cpu_maps" / "x86-11.3.json"
 MODERN = sorted(MODERN_CORPUS.glob("*-host.xml"))
 INTEL_SERVERS = [p for p in MODERN if "Xeon" in p.name]
 
-# Where migplan's baseline (libvirt 9.0's algorithm) still differs from libvirt 11.3's:
-# 11.3 chooses Snowridge for Alder/Raptor Lake clients, leaves vmx-xsaves out, and its
-# --features leaves the vmx-* MSR features out.  Strict: a fix turns these into failures.
-KNOWN_DIFFERENT = {
-    ("", "x86_64-cpuid-Core-i7-1270P-host.xml"), ("", "x86_64-cpuid-Core-i7-1365U-host.xml"),
-    ("", "x86_64-cpuid-Core-i7-8550U-host.xml"),
-    *(("--features", p.name) for p in MODERN
-      if "Core-i7" in p.name or "Xeon" in p.name),
-}
-
-
 @pytest.fixture(scope="module")
 def oracle():
     try:
@@ -64,13 +53,9 @@ def test_a_libvirt_11_cpu_map_directory_loads_as_the_shipped_catalog(oracle):
 def _cases():
     for flags in ("", "--features"):
         for p in MODERN:
-            yield pytest.param(flags, [p], id=f"{p.stem}{flags}", marks=(
-                [pytest.mark.xfail(strict=True, reason="libvirt 11.3 baseline algorithm differs")]
-                if (flags, p.name) in KNOWN_DIFFERENT else []))
+            yield pytest.param(flags, [p], id=f"{p.stem}{flags}")
         for a, b in itertools.combinations(INTEL_SERVERS, 2):
-            yield pytest.param(flags, [a, b], id=f"{a.stem}+{b.stem}{flags}", marks=(
-                [pytest.mark.xfail(strict=True, reason="libvirt 11.3 --features differs")]
-                if flags else []))
+            yield pytest.param(flags, [a, b], id=f"{a.stem}+{b.stem}{flags}")
 
 
 @pytest.mark.oracle

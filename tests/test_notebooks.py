@@ -19,10 +19,10 @@ from conftest import REPO  # noqa: E402
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 #: notebook -> fixtures it runs on (every notebook runs on at least the first)
 FIXTURES = {
-    "capacity_review": ["mixed-intel-generations", "intel-amd-mixed"],
-    "what_if": ["mixed-intel-generations", "intel-amd-mixed"],
+    "capacity_review": ["modern-mixed-fleet", "mixed-intel-generations", "intel-amd-mixed"],
+    "what_if": ["modern-mixed-fleet", "mixed-intel-generations", "intel-amd-mixed"],
 }
-DEFAULT_FIXTURES = ["mixed-intel-generations"]
+DEFAULT_FIXTURES = ["modern-mixed-fleet"]
 
 
 @pytest.fixture(scope="module")

@@ -200,8 +200,12 @@ def test_extra_flags_only_name_features_every_host_model_offers():
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
+# modern-mixed-fleet's hosts run libvirt 11.3 too and its recommendation is held to the
+# models domcapabilities marks usable, which plain cpu-baseline ignores: its CPUs are
+# checked against libvirt 11.3 in tests/test_recommend_libvirt11.py.
 @pytest.mark.oracle
-@pytest.mark.parametrize("scenario", sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()))
+@pytest.mark.parametrize("scenario", sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()
+                                            and p.name != "modern-mixed-fleet"))
 def test_fixture_recommendation_equals_libvirt_baseline(conn, scenario):
     from planner.snapshot.read import load
 

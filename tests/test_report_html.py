@@ -16,7 +16,8 @@ FIX = REPO / "fixtures"
 PNG = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
-@pytest.mark.parametrize("fixture", ["mixed-intel-generations", "intel-amd-mixed"])
+@pytest.mark.parametrize("fixture", ["modern-mixed-fleet", "mixed-intel-generations",
+                                     "intel-amd-mixed"])
 def test_report_writes_html_with_tables_and_embedded_plots(fixture: str, tmp_path: Path) -> None:
     out = tmp_path / "review"
     r = run_cli("report", str(FIX / fixture), "--out", str(out))

@@ -23,6 +23,21 @@ from planner.cpu.render import baseline_to_json, cpu_to_xml
 from planner.errors import CpuError, UsageError
 
 
+def _name_the_unknown(err: CpuError, cpus: list[Any], cat: Any) -> CpuError:
+    """libvirt's "Unknown CPU model X" with the file that names X and the --cpu-map hint."""
+    from planner.recommend.cpu_config import CPU_MAP_HINT
+
+    text = str(err)
+    for prefix in ("Unknown CPU model ", "Unknown CPU feature "):
+        if text.startswith(prefix):
+            name = text[len(prefix):]
+            src = next((c.source for c in cpus
+                        if c.model == name or any(f.name == name for f in c.features)), "")
+            return CpuError(f"{text} ({src or 'input'}; not in libvirt {cat.libvirt_version}'s "
+                            f"cpu_map): {CPU_MAP_HINT}")
+    return err
+
+
 @click.command("cpu-baseline")
 @click.argument("files", nargs=-1, metavar="FILE...")
 @click.option("--features", is_flag=True, help="List every feature of the model too (like virsh --features).")
@@ -55,7 +70,11 @@ def cpu_baseline(files: tuple[str, ...], features: bool, migratable: bool, drive
     cpus = []
     for f in files:
         cpus.extend(parse_cpu_file(read_input(f), f, "host"))
-    result = baseline(cpus, cat, migratable=migratable, expand=features, qemu=driver == "qemu")
+    try:
+        result = baseline(cpus, cat, migratable=migratable, expand=features,
+                          qemu=driver == "qemu")
+    except CpuError as err:
+        raise _name_the_unknown(err, cpus, cat) from None
     if fmt == "json":
         emit(render_json(baseline_to_json(result)))
     else:

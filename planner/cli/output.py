@@ -50,8 +50,9 @@ class FiniteFloat(click.ParamType):  # type: ignore[type-arg]
 cpu_map_option = click.option(
     "--cpu-map", "cpu_map", metavar="DIR", default=None,
     help="Load CPU models from this libvirt cpu_map directory (e.g. a host's "
-         "/usr/share/libvirt/cpu_map, libvirt 8.0 to 11.x) instead of migplan's catalog "
-         "(generated from libvirt 9.0); 11.3 selects the shipped libvirt 11.3 catalog.",
+         "/usr/share/libvirt/cpu_map, libvirt 7.0 to 11.x) instead of migplan's catalogs; "
+         "9.0 or 11.3 selects a shipped one.  Default: libvirt 9.0's for CPU files, and "
+         "for a snapshot the one of its hosts' libvirt (docs/cpu.md).",
 )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from planner.adapters.catalogs import load_catalog
+from planner.adapters.catalogs import catalog_for_hosts, load_catalog
 from planner.assess.rules import Policy
 from planner.cli.output import (
     FiniteFloat,
@@ -94,7 +94,7 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
     """
     from planner.review import report
 
-    cat = load_catalog(cpu_map)
+    cat = load_catalog(cpu_map) if cpu_map else None  # None: by the hosts' libvirt
     groups = None
     if groups_file is not None:
         from planner.recommend.groups import parse_groups
@@ -183,8 +183,8 @@ def check_cmd(guest: str, dest: str, snapshot: str, source: str | None, fmt: str
     from planner.assess.rules import assess
     from planner.review import check
 
-    cat = load_catalog(cpu_map)
     inv = _load(snapshot)
+    cat = load_catalog(cpu_map) if cpu_map else catalog_for_hosts(inv.hosts)
     src, dom = _find_guest(inv, guest, source, snapshot)
     dst = inv.host(dest)
     if dst is None:

@@ -41,7 +41,7 @@ def report_cmd(snapshot: str, out: str, max_models: int, cpu_map: str | None,
 
     if not Path(snapshot).is_dir():
         raise InputError(f"{snapshot}: no such snapshot directory")
-    rep = load_report(snapshot, load_catalog(cpu_map),
+    rep = load_report(snapshot, load_catalog(cpu_map) if cpu_map else None,
                       _policy(memory_reserve, cpu_ratio, no_block_migration))
     page = render_html(rep, max_models=max_models)
     from planner.adapters.outdir import atomic_write

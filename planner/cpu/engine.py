@@ -181,8 +181,9 @@ def decode(
     best_feats: list[CpuFeature] | None = None
     for cand in reversed(cat.models):
         if allowed is not None and cand.name not in allowed:
-            if len(preferred) == 1 and cand.name == preferred[0]:
-                raise CpuError(f"CPU model {cand.name} is not supported by hypervisor")
+            # A single preferred model the hypervisor does not allow is an error only for
+            # a CPU with fallback='forbid'; baseline's CPU has libvirt's default 'allow'
+            # (virCPUDefNew), so x86Decode warns and takes the closest allowed model.
             continue
         if vendor and cand.vendor and vendor != cand.vendor:
             continue

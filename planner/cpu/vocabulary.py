@@ -62,12 +62,13 @@ def translate(cpu: CpuDef, src: Catalog, dst: Catalog) -> Translated | None:
     if best is None:
         return None
     extra = tuple(CpuFeature(n, None) for n in keep if n not in set(best.features))
-    probe = replace(cpu, model=best.name, features=extra)
+    # A domcapabilities host-model CPU carries no <arch>: it is the host's (x86_64).
+    probe = replace(cpu, model=best.name, features=extra, arch=cpu.arch or "x86_64")
     # Then libvirt's own decode of those bits (baseline of the one CPU), as the
     # target libvirt would name the CPU.
     base = baseline([probe], dst)
     if base.model is None or any(f.policy in ("disable", "forbid") for f in base.features):
         return Translated(probe, cpu.model, tuple(sorted(unnamed)))
     decoded = tuple(CpuFeature(f.name, None) for f in base.features)
-    return Translated(replace(cpu, model=base.model, features=decoded), cpu.model,
+    return Translated(replace(cpu, model=base.model, features=decoded, arch=cpu.arch), cpu.model,
                       tuple(sorted(unnamed)))

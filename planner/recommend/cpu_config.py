@@ -18,6 +18,7 @@ from planner.assess.rules import Policy
 from planner.cpu.catalog import Catalog
 from planner.cpu.cpudef import CpuDef, CpuFeature
 from planner.cpu.engine import QEMU_FILTERED_FEATURES, baseline, compare, cpu_mask
+from planner.cpu.versions import filter_flags, restrict_baseline
 from planner.errors import CpuError, InputError
 from planner.model import Host
 
@@ -25,7 +26,8 @@ from planner.model import Host
 X86_ARCHES = frozenset({"x86_64", "i686", "i386"})
 
 CPU_MAP_HINT = ("pass that host's own cpu_map with --cpu-map DIR (a copy of its "
-                "/usr/share/libvirt/cpu_map), or --cpu-map 11.3 when every host runs libvirt 11")
+                "/usr/share/libvirt/cpu_map; migplan ships libvirt 9.0's and 11.3's, and reads "
+                "a snapshot with 11.3's once a host runs libvirt 10.10 or later)")
 
 
 @dataclass(frozen=True)
@@ -350,9 +352,13 @@ def _recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy, scope: str,
                     f"{', '.join(blocking[0].hosts[:3])} (domcapabilities usable='no'): "
                     "the baseline is taken among the models every host can run instead.")
         base = baseline(reps, cat, usable_models=sorted(usable))
+    versions = {h.name: h.libvirt_version for h in hosts}
+    base, usable, decides, notes = restrict_baseline(cat, versions, reps, base, usable)
+    expl.extend(notes)
     assert base.model is not None
     offered = offered_mask(classes, cat)
-    flags = nova_flags(base, cat, offered, policy.expose_nested)
+    flags, notes = filter_flags(decides, nova_flags(base, cat, offered, policy.expose_nested))
+    expl.extend(notes)
     gcpu = guest_cpu_for(base.model, flags)
     gmask = _guest_mask(gcpu, cat)
 
@@ -366,7 +372,7 @@ def _recommend(hosts: Sequence[Host], cat: Catalog, policy: Policy, scope: str,
         costs.extend(HostCost(h, c.cpu.model, c.id, lost, res.result) for h in c.hosts)
 
     expl = _explain_custom(classes, len(hosts), base, flags, offered, costs, cat, expl)
-    wi = _what_if(classes, cat, gmask, policy) if what_if else ()
+    wi = _what_if(classes, cat, gmask, policy, versions) if what_if else ()
     return Recommendation(scope, names, "custom", tuple(models), flags, base, gcpu,
                           tuple(expl), tuple(costs), wi, tuple(classes))
 
@@ -413,7 +419,7 @@ def _why_not_host_model(classes: Sequence[CpuClass], cat: Catalog) -> str:
 
 
 def _what_if(classes: Sequence[CpuClass], cat: Catalog, gmask: int,
-             policy: Policy) -> tuple[WhatIf, ...]:
+             policy: Policy, versions: Mapping[str, str | None]) -> tuple[WhatIf, ...]:
     """Which CPU generations, retired or split off, raise the baseline most.
 
     First each host CPU model alone (most features gained first), then a
@@ -431,14 +437,18 @@ def _what_if(classes: Sequence[CpuClass], cat: Catalog, gmask: int,
     def gain(removed: frozenset[str]) -> tuple[str, tuple[str, ...]] | None:
         if removed not in memo:
             rest = [c for c in classes if c.label not in removed]
+            reps = [c.cpu for c in rest]
             try:
-                nb = baseline([c.cpu for c in rest], cat)
+                nb = baseline(reps, cat)
             except CpuError:
                 memo[removed] = None
                 return None
+            nb, _, dec, _ = restrict_baseline(
+                cat, {h: versions.get(h) for c in rest for h in c.hosts}, reps, nb, None)
             assert nb.model is not None
-            ncpu = guest_cpu_for(nb.model, nova_flags(nb, cat, offered_mask(rest, cat),
-                                                      policy.expose_nested))
+            flags, _ = filter_flags(dec, nova_flags(nb, cat, offered_mask(rest, cat),
+                                                    policy.expose_nested))
+            ncpu = guest_cpu_for(nb.model, flags)
             nmask = _guest_mask(ncpu, cat)
             memo[removed] = (nb.model, tuple(f.name for f in cat.features
                                              if f.mask & ~nmask == 0 and f.mask & ~gmask != 0))
@@ -505,6 +515,7 @@ def recommend_groups(hosts: Sequence[Host], groups: Mapping[str, str] | None, ca
             raise InputError(f"groups name hosts not in the snapshot: {', '.join(stray[:10])}")
     # A host the catalog cannot describe never sinks the others: it is left out
     # and reported with the recommendation of its aggregate (or the largest one).
+    vendor_of = {h.name: h.cpu.vendor for h in hosts}
     hosts, left_out = split_unknown(hosts, cat)
     if not hosts:
         raise _all_unknown("all hosts", left_out, cat)
@@ -523,7 +534,9 @@ def recommend_groups(hosts: Sequence[Host], groups: Mapping[str, str] | None, ca
     if left_out:
         scopes = {r.scope: i for i, r in enumerate(recs)}
         for u in left_out:
-            i = scopes.get((groups or {}).get(u.host, ""), 0)
+            # its aggregate; split by vendor, its vendor's; else the largest
+            scope = (groups or {}).get(u.host) or f"vendor {vendor_of.get(u.host) or 'unknown'}"
+            i = scopes.get(scope, 0)
             r = recs[i]
             recs[i] = replace(r, explanation=(u.message(cat), *r.explanation),
                               unknown=(*r.unknown, u))

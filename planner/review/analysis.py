@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from planner.adapters.catalogs import default_catalog
+from planner.adapters.catalogs import catalog_for_hosts
 from planner.assess.rules import (  # disk_locality: re-exported for the notebooks
     Policy,
     disk_locality,
@@ -69,7 +69,7 @@ __all__ = [
 
 
 def resolve_snapshot(snapshot: str | Path | None = None, *, env: Mapping[str, str] | None = None,
-                     default: str = "mixed-intel-generations") -> Path:
+                     default: str = "modern-mixed-fleet") -> Path:
     """The snapshot directory to review.
 
     Order: ``snapshot`` if given, else ``$MIGPLAN_SNAPSHOT``, else the fixture
@@ -93,7 +93,7 @@ def load_report(snapshot: str | Path | Inventory, cat: Catalog | None = None,
                 policy: Policy | None = None, groups: dict[str, str] | None = None) -> Report:
     """Load a snapshot (or take an Inventory) and run recommend + the feasibility graph."""
     inv = snapshot if isinstance(snapshot, Inventory) else load(snapshot)
-    return build_report(inv, cat or default_catalog(), policy, groups)
+    return build_report(inv, cat, policy, groups)
 
 
 # --- hosts and guests ---------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def feature_matrix(inv: Inventory, cat: Catalog | None = None, *, offered: bool 
     follow the catalog's feature order.  ``by="cpu"``: one row per distinct
     CPU instead of per host (index "Model (N hosts)"), for large clusters.
     """
-    cat = cat or default_catalog()
+    cat = cat or catalog_for_hosts(inv.hosts)
     if by == "cpu":
         groups: dict[tuple[object, ...], list[Host]] = {}
         for h in inv.hosts:
@@ -392,7 +392,7 @@ def capacity_by_model(inv: Inventory, cat: Catalog | None = None,
     the best model reaching that many hosts.  Hosts with identical CPUs are
     compared once.
     """
-    cat = cat or default_catalog()
+    cat = cat or catalog_for_hosts(inv.hosts)
     groups: dict[tuple[object, ...], list[Host]] = {}
     for h in inv.hosts:
         # hosts the catalog cannot describe are reported unknown, not counted

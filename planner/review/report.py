@@ -440,16 +440,18 @@ def _lines(table_text: str) -> list[str]:
     return table_text.rstrip("\n").split("\n") + [""]
 
 
-def build_report(inv: Inventory, cat: Catalog, policy: Policy | None = None,
+def build_report(inv: Inventory, cat: Catalog | None, policy: Policy | None = None,
                  groups: dict[str, str] | None = None) -> Report:
-    """Recommend (per aggregate when grouped) and analyse the whole inventory."""
+    """Recommend (per aggregate when grouped) and analyse the whole inventory; ``cat``
+    None: the shipped catalog that reads every host's libvirt (catalog_for_hosts)."""
     from dataclasses import replace
 
-    from planner.adapters.catalogs import harmonise
+    from planner.adapters.catalogs import catalog_for_hosts, harmonise
     from planner.recommend.cpu_config import by_host, recommend_groups
     from planner.recommend.graph import analyze
 
     policy = policy or Policy()
+    cat = cat or catalog_for_hosts(inv.hosts)
     hosts, notes = harmonise(inv.hosts, cat)
     if notes:
         inv = replace(inv, hosts=tuple(hosts))
