@@ -8,7 +8,8 @@ Pure text: ``stranded_lines`` renders one stranded guest of an ``Analysis``:
       to cn01, cn02: lacks hle, rtm, mpx, avx512f, avx512dq, rdseed, adx, smap … [cpu-features.missing]
 
 Destinations are host classes (hosts the rules cannot tell apart), nearest miss first:
-fewest blocking rules, then the shortest reasons (fewer missing features).  A reason is
+another CPU vendor or architecture last, then fewest blocking rules, then the shortest
+reasons (fewer missing features).  A reason is
 cut at a word, never inside one, and its leading host name -- the destination named at
 the start of the line -- is dropped.  A reason of the guest's own (a host device, a
 policy) applies to every destination and comes first.
@@ -25,6 +26,8 @@ from planner.recommend.graph import Analysis, GuestResult
 REASON_WIDTH = 90
 #: reasons shown per destination, destinations shown per guest
 REASONS, DESTINATIONS = 2, 3
+#: reasons no change of settings or capacity removes: such destinations come last
+NEVER = frozenset({"cpu-vendor.mismatch", "cpu-arch.mismatch"})
 
 
 def brief(text: str, limit: int = REASON_WIDTH) -> str:
@@ -61,8 +64,9 @@ def stranded_lines(an: Analysis, g: GuestResult) -> list[str]:
            and not any(v in vs for vs in per_class.values())]
     if own:
         out.append(f"    anywhere: {_reason(own, ())}")
-    ranked = sorted(per_class.items(),
-                    key=lambda kv: (len(kv[1]), sum(len(v.message) for v in kv[1]), kv[0]))
+    ranked = sorted(per_class.items(), key=lambda kv: (
+        any(v.code in NEVER for v in kv[1]), len(kv[1]), sum(len(v.message) for v in kv[1]),
+        kv[0]))
     for cid, vs in ranked[:DESTINATIONS]:
         hosts = [h for h in an.classes[cid].hosts if h != g.source]
         if hosts:
