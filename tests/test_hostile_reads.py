@@ -160,8 +160,8 @@ def test_links_inside_the_snapshot_and_a_linked_snapshot_are_followed(tmp_path):
     snap = _snap(tmp_path)
     # cn02's domcapabilities is cn01's file: a hand-made snapshot may share files
     dc = snap / "hosts" / "cn02" / "domcapabilities.xml"
-    shutil.copy(dc, snap / "shared-domcaps.xml")
-    _relink(dc, "../../shared-domcaps.xml")
+    shutil.copy(dc, snap / "common-domcaps.xml")
+    _relink(dc, "../../common-domcaps.xml")
     latest = tmp_path / "latest"
     latest.symlink_to(snap)
     r = run_cli("recommend", str(latest), "--format", "json")
