@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import REPO, run_cli
+from test_migrate import virsh
 
 FIXTURE = REPO / "fixtures" / "mixed-intel-generations"
 
@@ -91,14 +91,6 @@ def test_disk_sizes_in_domains_json_are_the_bytes_a_block_migration_copies(tmp_p
 
 
 # ---- the lab ------------------------------------------------------------------------------------
-
-
-def virsh(uri: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(["virsh", "-q", "-c", uri, *args], capture_output=True, text=True,
-                       timeout=60)
-    if check:
-        assert r.returncode == 0, r.stderr
-    return r
 
 
 @pytest.fixture

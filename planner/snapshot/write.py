@@ -72,30 +72,13 @@ def write_host(d: Path, raw: dict[str, Any], uri: str) -> int:
             _write(d / f"{key}.xml", raw[key].encode("utf-8"))
     facts = dict(raw["facts"])
     facts = {"uri": uri, **facts}
-    if raw.get("pools") is not None:
-        (d / "pools").mkdir()
-        used: set[str] = set()
-        index = []
-        for p in raw["pools"]:
-            fn = unique_name(safe_name(p["name"]), used, "pool") + ".xml"
-            _write(d / "pools" / fn, p["xml"].encode("utf-8"))
-            index.append({"name": p["name"], "file": f"pools/{fn}", "active": p["active"],
-                          "persistent": p["persistent"]})
-        _write(d / "pools.json", _json(index))
-    if raw.get("networks") is not None:
-        (d / "networks").mkdir()
-        used = set()
-        index = []
-        for n in raw["networks"]:
-            fn = unique_name(safe_name(n["name"]), used, "network") + ".xml"
-            _write(d / "networks" / fn, n["xml"].encode("utf-8"))
-            index.append({"name": n["name"], "file": f"networks/{fn}", "active": n["active"],
-                          "persistent": n["persistent"]})
-        _write(d / "networks.json", _json(index))
+    for kind, key in (("pools", "pool"), ("networks", "network")):
+        if raw.get(kind) is not None:
+            _write_objects(d, kind, key, raw[kind])
     guests = 0
     if raw.get("domains") is not None:
         (d / "domains").mkdir()
-        used = set()
+        used: set[str] = set()
         index = []
         for g in raw["domains"]:
             fn = unique_name(safe_name(g["name"]), used, str(g.get("uuid"))) + ".xml"
@@ -116,6 +99,19 @@ def write_host(d: Path, raw: dict[str, Any], uri: str) -> int:
         guests = len(index)
     _write(d / "host.json", _json(facts))
     return guests
+
+
+def _write_objects(d: Path, kind: str, key: str, objects: list[dict[str, Any]]) -> None:
+    """Storage pools or networks: ``KIND/NAME.xml`` each, and ``KIND.json`` listing them."""
+    (d / kind).mkdir()
+    used: set[str] = set()
+    index = []
+    for o in objects:
+        fn = unique_name(safe_name(o["name"]), used, key) + ".xml"
+        _write(d / kind / fn, o["xml"].encode("utf-8"))
+        index.append({"name": o["name"], "file": f"{kind}/{fn}", "active": o["active"],
+                      "persistent": o["persistent"]})
+    _write(d / f"{kind}.json", _json(index))
 
 
 def check_out_dir(out_dir: Path) -> None:
