@@ -266,3 +266,17 @@ def test_a_collect_running_beside_refuses_to_remove_its_staging_dir(tmp_path, si
     finally:
         proc.communicate(timeout=120)
     assert proc.returncode == 5
+
+
+def test_an_out_dir_written_before_run_manifests_is_replaced_whole(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("report.json", "matrix.csv", "nova-cpu.old.conf", "nova-cpu.old.yml"):
+        (out / name).write_text("from an earlier migplan")
+    r = run_cli("recommend", str(FIXTURE), "--out", str(out))
+    assert r.returncode in (0, 3), r.stderr
+    assert not (out / "nova-cpu.old.conf").exists() and (out / "migplan-run.json").exists()
+    link = tmp_path / "link"
+    link.symlink_to(out)
+    r = run_cli("recommend", str(FIXTURE), "--out", str(link))
+    assert r.returncode == 2 and "symbolic link" in r.stderr

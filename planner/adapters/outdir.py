@@ -149,9 +149,13 @@ class OutputSet:
     """One run's output files, published together (see the module docstring)."""
 
     def __init__(self, out: str | Path, command: str,
-                 say: Callable[[str], None] = lambda _m: None) -> None:
+                 say: Callable[[str], None] = lambda _m: None,
+                 earlier: re.Pattern[str] | None = None) -> None:
+        """``earlier``: the names of the files this command wrote before run manifests
+        existed; a directory holding only such files is a previous run too."""
         self.out = Path(out)
         self.command = command
+        self.earlier = earlier
         self.files: list[str] = []
         self.tmp: Path | None = None
         self._check_replaceable()
@@ -163,7 +167,10 @@ class OutputSet:
         out = self.out
         if not out.exists() and not out.is_symlink():
             return
-        if out.is_symlink() or not out.is_dir():
+        if out.is_symlink():
+            raise UsageError(f"--out {out}: is a symbolic link: give the directory it points "
+                             "to (the run replaces DIR as a whole)")
+        if not out.is_dir():
             raise UsageError(f"--out {out}: exists and is not a directory")
         names = {p.name for p in out.iterdir()}
         if not names:
@@ -176,6 +183,8 @@ class OutputSet:
                     listed = {str(f) for f in doc["files"]} | {RUN_MANIFEST}
             except (OSError, ValueError, AttributeError):
                 listed = set()
+        elif self.earlier is not None and all(self.earlier.fullmatch(n) for n in names):
+            listed = names  # written by a migplan from before run manifests
         foreign = sorted(names - listed)
         if foreign:
             raise UsageError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,10 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
         raise SystemExit(code)
 
 
+#: what `recommend --out` wrote before migplan-run.json: such a directory is replaced too
+EARLIER_OUT = re.compile(r"report\.json|matrix\.csv|nova-cpu(\.[A-Za-z0-9._-]+)?\.(conf|yml)")
+
+
 def _write_out(d: Path, rep: Any, detail: str, snapshot: str) -> None:
     """The --out set, published whole (planner.adapters.outdir.OutputSet): a run
     interrupted or failing leaves DIR as the previous run left it."""
@@ -138,7 +143,8 @@ def _write_out(d: Path, rep: Any, detail: str, snapshot: str) -> None:
 
     unwind_on_sigterm()
     try:
-        with OutputSet(d, "recommend", say=lambda m: click.echo(m, err=True)) as out:
+        with OutputSet(d, "recommend", say=lambda m: click.echo(m, err=True),
+                       earlier=EARLIER_OUT) as out:
             with out.open("report.json") as f:
                 for chunk in report.iter_report_json(rep, detail):
                     f.write(chunk)

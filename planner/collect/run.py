@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import glob
 import os
 import shutil
 import threading
@@ -308,7 +309,7 @@ def _leftovers(out: Path, say: Callable[[str], None]) -> None:
     ones an earlier migplan left (``.OUT.collecting-*``, no pid to tell whether it runs)."""
     clean_leftovers(out, "collect", say)
     with contextlib.suppress(OSError):
-        for old in sorted(out.parent.glob(f".{out.name}.collecting-*")):
+        for old in sorted(out.parent.glob(f".{glob.escape(out.name)}.collecting-*")):
             say(f"found {old}: left by an interrupted collect of an earlier migplan (never a "
                 f"snapshot): remove it with rm -r {old}")
 
