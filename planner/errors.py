@@ -37,9 +37,23 @@ class InfeasibleError(MigplanError):
 
 
 class MigrationFailed(MigplanError):
-    """A migration failed; the guest is still running on its source."""
+    """A migration failed and the source confirmed the guest still runs there."""
 
     exit_code = 4
+
+
+class GuestStateUnknown(MigplanError):
+    """After a migration the hosts could not confirm where the guest is (a host did not
+    answer, or both claim it): check before acting.  The message holds what each host
+    said and the commands to check."""
+
+    exit_code = 7
+
+
+class GuestLost(MigplanError):
+    """After a migration both hosts answered and neither runs the guest."""
+
+    exit_code = 8
 
 
 class PartialError(MigplanError):

@@ -10,9 +10,16 @@ from typing import Any
 
 import click
 
-from planner.cli.output import emit, format_option, render_json, render_table
+from planner.cli.output import FiniteFloat, emit, format_option, render_json, render_table
 from planner.cli.recommend import _policy, policy_options
-from planner.errors import MigplanError, MigrationFailed, UsageError
+from planner.errors import (
+    GuestLost,
+    GuestStateUnknown,
+    MigplanError,
+    MigrationFailed,
+    UsageError,
+)
+from planner.review.text import printable
 
 MiB = 1024 * 1024
 
@@ -20,22 +27,34 @@ MiB = 1024 * 1024
 # ---- hosts ---------------------------------------------------------------------------------
 
 
-def known_hosts(lab: bool, snapshot: str | None) -> dict[str, str]:
-    """Host name -> libvirt URI from the lab or a snapshot's manifest."""
-    hosts: dict[str, str] = {}
+def known_hosts(lab: bool, snapshot: str | None, state_dir: str | None = None) -> dict[str, str]:
+    """Host name -> libvirt URI from the lab (in ``state_dir``) or a snapshot's manifest."""
+    if lab and snapshot is not None:
+        raise UsageError("--lab and --snapshot both name the hosts: give one of them")
+    if state_dir is not None and not lab:
+        raise UsageError("--state-dir is the lab's state directory: use it with --lab")
     if lab:
-        from planner.lab import Lab, default_state_dir
-
-        the_lab = Lab()
-        if not the_lab.recorded:
-            raise UsageError(f"--lab: no lab in {default_state_dir()} "
-                             "(start one with `migplan lab up`)")
-        hosts.update(the_lab.uris())
+        return lab_uris(state_dir)
     if snapshot is not None:
         from planner.snapshot.read import host_uris
 
-        hosts.update(host_uris(snapshot))
-    return hosts
+        return host_uris(snapshot)
+    return {}
+
+
+def lab_uris(state_dir: str | None) -> dict[str, str]:
+    """Host name -> URI of the lab recorded in ``state_dir`` (default: $MIGPLAN_LAB_DIR)."""
+    from planner.lab import Lab
+
+    the_lab = Lab(state_dir)
+    if not the_lab.recorded:
+        raise UsageError(f"--lab: no lab in {the_lab.state_dir} "
+                         "(start one with `migplan lab up`, or give its --state-dir)")
+    return the_lab.uris()
+
+
+LAB_STATE_DIR_HELP = ("With --lab: the lab's state directory, as given to `migplan lab up "
+                      "--state-dir` (default $MIGPLAN_LAB_DIR or /var/tmp/migplan-lab).")
 
 
 def hosts_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -43,7 +62,9 @@ def hosts_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Host names and URIs from this snapshot's manifest "
                           "(the state itself is read fresh from the hosts).")(f)
     f = click.option("--lab", is_flag=True,
-                     help="The hosts of `migplan lab up` ($MIGPLAN_LAB_DIR).")(f)
+                     help="The hosts of `migplan lab up`.")(f)
+    f = click.option("--state-dir", "state_dir", metavar="DIR", default=None,
+                     help=LAB_STATE_DIR_HELP)(f)
     return f
 
 
@@ -100,10 +121,12 @@ def _size(n: int | None) -> str:
 
 
 def render_plan(plan: Any) -> str:
+    from planner.plan.migration import shown_uri
+
     rows: list[list[Any]] = [
         ["guest", plan.guest],
-        ["source", f"{plan.source} ({plan.source_uri})"],
-        ["destination", f"{plan.destination} ({plan.destination_uri})"],
+        ["source", f"{plan.source} ({shown_uri(plan.source_uri)})"],
+        ["destination", f"{plan.destination} ({shown_uri(plan.destination_uri)})"],
         ["flags", " | ".join("VIR_MIGRATE_" + f for f in plan.flags)],
         ["parameters", ", ".join(f"{k}={v}" for k, v in plan.params.items()) or "-"],
         ["storage to copy", ", ".join(f"{d.target} ({d.source}, {_size(d.bytes)})"
@@ -150,7 +173,7 @@ def _outcome_json(o: Any) -> dict[str, Any]:
 @click.option("--compressed", is_flag=True, help="Compress the memory stream.")
 @click.option("--parallel", type=click.IntRange(min=1), metavar="N", default=None,
               help="Migrate over N parallel connections.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), metavar="S", default=None,
+@click.option("--timeout", type=FiniteFloat(min=0.1), metavar="S", default=None,
               help="Completion timeout in seconds.")
 @click.option("--on-timeout", type=click.Choice(["abort", "postcopy"]), default="abort",
               show_default=True, help="At the timeout: abort (guest stays on the source) or "
@@ -158,7 +181,7 @@ def _outcome_json(o: Any) -> dict[str, Any]:
 @policy_options
 @format_option("table", "json")
 def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: str | None,
-                dry_run: bool, force: bool, copy_storage: str, bandwidth: int | None,
+                state_dir: str | None, dry_run: bool, force: bool, copy_storage: str, bandwidth: int | None,
                 max_downtime: int | None, auto_converge: bool, postcopy: bool, compressed: bool,
                 parallel: int | None, timeout: float | None, on_timeout: str,
                 cpu_map: str | None, memory_reserve: int, cpu_ratio: float,
@@ -172,7 +195,10 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
     on the source (a transient guest becomes persistent there).  Ctrl-C aborts
     it.  Afterwards both hosts are asked where the guest is: exit 0 when it
     runs, persistent, on DEST and is gone from the source; exit 4 when the
-    migration failed and the guest still runs on its source.
+    migration failed and the source confirms the guest still runs there; exit 7
+    when a host could not answer (unknown: check before acting -- the message
+    says what each host said and the virsh commands to check); exit 8 when both
+    answered and neither runs it; exit 1 when it runs on DEST but not cleanly.
 
     \b
     Example:
@@ -193,8 +219,9 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
     driver = LibvirtMigrationDriver()
     preflight = rules_preflight(_policy(memory_reserve, cpu_ratio, no_block_migration),
                                 load_catalog(cpu_map))
-    plan = prepare(guest, dest, hosts=known_hosts(lab, snapshot), source=source, opts=opts,
-                   preflight=preflight, read=livestate.read_hosts, presence=driver.presence)
+    plan = prepare(guest, dest, hosts=known_hosts(lab, snapshot, state_dir), source=source,
+                   opts=opts, preflight=preflight, read=livestate.read_hosts,
+                   presence=driver.presence, host_uuid=driver.host_uuid)
     if dry_run:
         emit(render_json({"plan": plan.to_json()}) if fmt == "json" else render_plan(plan))
         return
@@ -208,14 +235,41 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
         emit(render_json({"plan": plan.to_json(), "outcome": _outcome_json(outcome)}))
     else:
         emit(f"{outcome.status}: {outcome.message} ({outcome.duration_s:.1f} s)\n")
-    if outcome.ok:
-        return
-    if outcome.on == plan.source:
-        raise MigrationFailed(f"migration of {guest} failed; {outcome.message}")
-    raise MigplanError(f"migration of {guest} did not complete cleanly; {outcome.message}")
+    if not outcome.ok:
+        raise outcome_error(outcome)
+
+
+def outcome_error(o: Any) -> MigplanError:
+    """The error (and so the exit code) an outcome that is not a success gives."""
+    if o.status in ("failed", "aborted"):  # the source confirmed it runs there
+        return MigrationFailed(f"migration of {o.guest} failed; {o.message}")
+    if o.status == "unknown":
+        return GuestStateUnknown(f"migration of {o.guest}: unknown, check before acting; "
+                                 f"{o.message}")
+    if o.status == "lost":
+        return GuestLost(f"migration of {o.guest}: the guest is lost; {o.message}")
+    return MigplanError(f"migration of {o.guest} did not complete cleanly; {o.message}")
 
 
 # ---- drain ------------------------------------------------------------------------------------
+
+
+def _drain_summary(result: Any, plan: Any, name: str) -> str:
+    by: dict[str, list[str]] = {}
+    for o in result.outcomes:
+        by.setdefault(o.status, []).append(o.guest)
+    still = sum(len(by.get(k, ())) for k in ("failed", "aborted", "refused", "error"))
+    parts = [f"{len(by.get('migrated', ()))} migrated", f"{still} failed (still on {name})"]
+    if by.get("unclean"):
+        parts.append(f"{len(by['unclean'])} on their destination but not cleanly "
+                     f"({', '.join(by['unclean'])})")
+    if by.get("unknown"):
+        parts.append(f"{len(by['unknown'])} UNKNOWN where, check before acting "
+                     f"({', '.join(by['unknown'])})")
+    if by.get("lost"):
+        parts.append(f"{len(by['lost'])} LOST ({', '.join(by['lost'])})")
+    parts += [f"{len(result.not_started)} not started", f"{len(plan.stuck)} cannot move"]
+    return ", ".join(parts)
 
 
 def render_drain_plan(plan: Any, unread: dict[str, str]) -> str:
@@ -259,11 +313,12 @@ def render_drain_results(result: Any, host: str) -> str:
               metavar="K", help="Migrations at once (guests per wave).")
 @click.option("--bandwidth", type=click.IntRange(min=1), metavar="MiB/s", default=None,
               help="Bandwidth limit of each migration.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), metavar="S", default=None,
+@click.option("--timeout", type=FiniteFloat(min=0.1), metavar="S", default=None,
               help="Completion timeout of each migration (then it is aborted).")
 @policy_options
 @format_option("table", "json")
-def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_parallel: int,
+def drain_cmd(host: str, lab: bool, snapshot: str | None, state_dir: str | None, run: bool,
+              max_parallel: int,
               bandwidth: int | None, timeout: float | None, cpu_map: str | None,
               memory_reserve: int, cpu_ratio: float, no_block_migration: bool, fmt: str) -> None:
     """Empty HOST: a destination for every running guest, in waves of --max-parallel.
@@ -277,7 +332,8 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_paralle
 
     With --execute the waves run one after the other, each guest pre-flighted
     again on fresh state, migrated and verified like `migplan migrate`;
-    failed guests stay on HOST, running (exit 4).  Transient guests become
+    failed guests stay on HOST, running (exit 4; 7 when the hosts could not
+    confirm where a guest is, 8 when one is lost: see docs/exit-codes.md).  Transient guests become
     persistent on their destination.  Ctrl-C aborts the running migrations and
     starts no further wave.
 
@@ -295,7 +351,7 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_paralle
     from planner.plan.drain import plan_drain
     from planner.plan.migration import MigrateOptions, prepare, resolve_host, rules_preflight
 
-    hosts = known_hosts(lab, snapshot)
+    hosts = known_hosts(lab, snapshot, state_dir)
     if not hosts:
         raise UsageError("no hosts: use --lab or --snapshot DIR")
     name, _uri = resolve_host(host, hosts)
@@ -319,7 +375,8 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_paralle
                         presence=driver.presence), driver, stop=stop))
 
         def say(o: Any) -> None:
-            click.echo(f"{o.guest}: {o.status} ({o.duration_s:.1f} s): {o.message}", err=True)
+            click.echo(printable(f"{o.guest}: {o.status} ({o.duration_s:.1f} s): {o.message}"),
+                       err=True)
 
         if fmt != "json":
             emit(render_drain_plan(plan, unread))
@@ -335,12 +392,12 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, run: bool, max_paralle
     elif result is None:
         emit(render_drain_plan(plan, unread))
     if result is not None:
-        msg = (f"{len(result.migrated)} migrated, {len(result.failed)} failed (still on {name}), "
-               f"{len(result.not_started)} not started, {len(plan.stuck)} cannot move")
+        msg = _drain_summary(result, plan, name)
         if fmt != "json":
             emit(render_drain_results(result, name) + f"summary: {msg}\n")
-        if code == 4:
-            raise MigrationFailed(f"drain of {name} incomplete: {msg}")
+        error = {8: GuestLost, 7: GuestStateUnknown, 4: MigrationFailed, 1: MigplanError}.get(code)
+        if error is not None:
+            raise error(f"drain of {name} incomplete: {msg}")
     if code == 3:
         raise InfeasibleError(f"{len(plan.stuck)} guest(s) of {name} cannot move: "
                               + ", ".join(s.guest for s in plan.stuck))
