@@ -37,7 +37,7 @@ class InfeasibleError(MigplanError):
 
 
 class MigrationFailed(MigplanError):
-    """A migration failed; the guest is still running on its source."""
+    """A migration failed and the source confirmed the guest still runs there."""
 
     exit_code = 4
 
@@ -45,7 +45,8 @@ class MigrationFailed(MigplanError):
 class GuestStateUnknown(MigplanError):
     """After a migration the hosts could not confirm where the guest is (a host did not
     answer, or both claim it; through Nova: Nova and libvirt disagree, or Nova did not
-    answer): check before acting.  The message holds what each side said."""
+    answer): check before acting.  The message holds what each side said and the
+    commands to check."""
 
     exit_code = 7
 

@@ -106,6 +106,9 @@ class Domain:
     hostdevs: tuple[HostDev, ...] = ()
     tsc_frequency: int | None = None  # <clock><timer name='tsc' frequency=...>
     host: str = ""  # name of the host the snapshot found it on
+    #: libvirt networks its <interface type='network'> use (a hostdev network hands out
+    #: SR-IOV VFs: see Host.hostdev_networks)
+    networks: tuple[str, ...] = ()
     nova: NovaInstance | None = None  # <metadata><nova:instance>: a guest Nova manages
 
 
@@ -120,7 +123,7 @@ class Host:
     cpus_total: int | None = None
     memory_kib: int | None = None
     free_memory_kib: int | None = None
-    hypervisor: str | None = None  # "kvm" when domcapabilities says so
+    hypervisor: str | None = None  # domcapabilities' <domain> (kvm, qemu)
     host_model: CpuDef | None = None  # domcapabilities host-model CPU
     usable_models: tuple[str, ...] | None = None  # domcapabilities custom models usable='yes'
     machine_types: tuple[str, ...] | None = None
@@ -134,6 +137,15 @@ class Host:
     hostname: str | None = None  # libvirt's virConnectGetHostname (may differ from name)
     cpu_model_names: tuple[str, ...] | None = None  # virConnectGetCPUModelNames for arch
     unusable_models: tuple[str, ...] | None = None  # domcapabilities custom models usable='no'
+    #: capabilities' <guest><arch name=ARCH><domain type=...>: the guest types it runs
+    domain_types: tuple[str, ...] | None = None
+    #: capabilities' <host><cpu><pages>: the page sizes (KiB) the host offers
+    page_sizes_kib: tuple[int, ...] | None = None
+    #: False when the snapshot does not list the host's guests (what they use is unknown)
+    guests_listed: bool = True
+    #: libvirt networks with <forward mode='hostdev'> (pools of SR-IOV VFs); None: the
+    #: snapshot has no networks (networks.json)
+    hostdev_networks: tuple[str, ...] | None = None
 
 
 # --- what Nova knows (snapshot's nova.json; absent for a plain libvirt fleet) ------------------
@@ -272,8 +284,12 @@ class Inventory:
     source: str = ""
     errors: tuple[tuple[str, str], ...] = ()  # (host, error) for hosts not collected
     nova: NovaFacts | None = None  # nova.json, when collected with --os-cloud
+    warnings: tuple[str, ...] = ()  # what the load noticed (hosts listed twice ...)
+    #: (name, the host it is): names of hosts merged into another (the same host UUID)
+    aliases: tuple[tuple[str, str], ...] = ()
 
     def host(self, name: str) -> Host | None:
+        name = dict(self.aliases).get(name, name)
         for h in self.hosts:
             if h.name == name:
                 return h

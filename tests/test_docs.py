@@ -33,3 +33,21 @@ def test_every_command_has_help_with_an_example(path: tuple[str, ...]) -> None:
 def test_readme_documents_every_command(name: str) -> None:
     readme = (REPO / "README.md").read_text()
     assert f"migplan {name}" in readme, f"README.md does not mention `migplan {name}`"
+
+
+def test_cli_doc_is_generated_from_the_help() -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "make_cli_doc.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_readme_is_a_newcomer_page() -> None:
+    # issue 14.13: purpose, the two commands, the main path, exit codes, links -- not a manual
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.encode()) < 10 * 1024
+    for link in ("docs/commands.md", "docs/cli.md", "docs/exit-codes.md", "docs/snapshot.md",
+                 "docs/benchmarks.md"):
+        assert f"]({link})" in readme and (REPO / link).is_file(), link

@@ -118,7 +118,8 @@ def _mutations(d: dict) -> list[tuple[str, object]]:
                   13: [[[0, [0]]]], 14: [[0.5]], 15: [[["vda"]], [[1, "disk", "file", None, None,
                                                                   None, False, False]]],
                   16: [[["pci"]], [[None, None]]], 17: ["1"],
-                  18: [{}, ["x"], [1] * 16, ["n", "f", "128"] + [None] * 13]}
+                  18: [None, "x", [1]],
+                  19: [{}, ["x"], [1] * 16, ["n", "f", "128"] + [None] * 13]}
     for i, values in bad_fields.items():
         for v in values:
             m = copy.deepcopy(d)
@@ -181,11 +182,12 @@ def test_the_digest_covers_every_field_the_parser_fills():
 
     from planner.model import Disk, Domain, HostDev, NovaInstance
 
-    # from domains.json / the loader: persistent, host; never parsed: size_bytes
+    # from domains.json / the loader: persistent, host, size_bytes (domains.json "disks")
     assert [f.name for f in fields(Domain)] == [
         "name", "uuid", "state", "persistent", "memory_kib", "vcpus", "cpu", "machine", "arch",
         "domain_type", "vcpupin", "emulatorpin", "numatune_mode", "numatune_nodes",
-        "vnuma_cells", "hugepages_kib", "disks", "hostdevs", "tsc_frequency", "host", "nova"]
+        "vnuma_cells", "hugepages_kib", "disks", "hostdevs", "tsc_frequency", "host",
+        "networks", "nova"]
     # uuid: the domain's
     assert [f.name for f in fields(NovaInstance)] == [
         "uuid", "name", "flavor", "flavor_memory_mib", "flavor_vcpus", "flavor_disk_gb",
@@ -195,4 +197,21 @@ def test_the_digest_covers_every_field_the_parser_fills():
         "target", "device", "source_type", "source", "protocol", "pool", "readonly",
         "shareable", "size_bytes"]
     assert [f.name for f in fields(HostDev)] == ["kind", "address"]
-    assert DIGEST_VERSION == 2
+    assert DIGEST_VERSION == 3  # 2: networks (issue 14), 3: the Nova metadata (issue 12)
+
+
+def test_networks_and_disk_sizes_survive_the_digest():
+    """(issue 14 item 11) a guest's networks (from its XML) and disk sizes (from
+    domains.json) come out of a digest as out of parsing the XML."""
+    xml = (b"<domain type='kvm'><name>n</name><memory>1024</memory><devices>"
+           b"<disk type='file' device='disk'><source file='/i/n.qcow2'/><target dev='vda'/>"
+           b"</disk><interface type='network'><source network='sriov-net'/></interface>"
+           b"<interface type='network'><source network='default'/></interface>"
+           b"<interface type='bridge'><source bridge='br0'/></interface></devices></domain>")
+    meta = {"state": "running", "persistent": True,
+            "disks": {"vda": {"capacity": 10, "allocation": 7, "physical": 7}}}
+    parsed = parse_domain(xml, "n.xml", host="h", meta=meta)
+    assert parsed.networks == ("sriov-net", "default")
+    assert parsed.disks[0].size_bytes == 7
+    digested = domain_from_digest(domain_digest(xml), xml, "n.xml", host="h", meta=meta)
+    assert digested == parsed

@@ -19,7 +19,7 @@ from planner.act.migrate import Outcome, execute, verify
 from planner.adapters.catalogs import load_catalog
 from planner.assess.rules import Policy
 from planner.assess.verdict import Status, Verdict
-from planner.errors import InfeasibleError, MigrationFailed, UsageError
+from planner.errors import InfeasibleError, MigplanError, MigrationFailed, UsageError
 from planner.model import Domain, Host, NumaCell, PageSize
 from planner.plan.drain import book, plan_drain
 from planner.plan.migration import (
@@ -116,7 +116,10 @@ class FakeDriver:
         self.ran = False
 
     def presence(self, uri: str, guest: str) -> GuestPresence:
-        return self.hosts.get(uri, GuestPresence(False))
+        p = self.hosts.get(uri, GuestPresence(False))
+        if isinstance(p, Exception):  # the host does not answer
+            raise p
+        return p
 
     def run(self, plan, on_progress, stop) -> str | None:
         self.ran = True
@@ -158,9 +161,33 @@ def test_a_definition_left_on_the_source_is_reported():
     assert not o.ok and o.on == "b" and "still has it defined (shutoff)" in o.message
 
 
-def test_a_guest_lost_on_both_sides_is_a_loud_error():
-    with pytest.raises(MigrationFailed, match="running neither on a nor on b"):
-        verify(plan(), FakeDriver({}, {}), "boom", 1.0)
+def test_a_guest_both_hosts_say_they_do_not_run_is_lost_not_a_failed_migration():
+    from planner.cli.migrate import outcome_error
+
+    o = verify(plan(), FakeDriver({}, {}), "boom", 1.0)
+    assert (o.status, o.on) == ("lost", "nowhere") and "runs on neither host" in o.message
+    err = outcome_error(o)
+    assert err.exit_code == 8 and not isinstance(err, MigrationFailed)
+
+
+def test_a_host_that_does_not_answer_makes_the_outcome_unknown_with_the_commands_to_check():
+    from planner.cli.migrate import outcome_error
+    from planner.errors import HostError
+
+    down = HostError("qemu+tcp://b/system: Connection refused", "unreachable")
+    o = verify(plan(), FakeDriver({SRC: ABSENT, DST: down}, {}), None, 1.0)
+    assert (o.status, o.on) == ("unknown", "?")
+    assert "a has no guest vm1" in o.message and "b did not answer (" in o.message
+    assert f"virsh -c {DST} domstate vm1" in o.message and f"virsh -c {SRC}" in o.message
+    assert o.details["destination"]["answered"] is False
+    assert outcome_error(o).exit_code == 7
+    # the source confirming the guest runs there is still exit 4, whatever the destination says
+    o = verify(plan(), FakeDriver({SRC: RUNNING, DST: down}, {}), "connection lost", 1.0)
+    assert (o.status, o.on) == ("failed", "a") and outcome_error(o).exit_code == 4
+    assert "did not answer" in o.message
+    # both claiming the guest: not a failure on the source
+    o = verify(plan(), FakeDriver({SRC: RUNNING, DST: RUNNING}, {}), "x", 1.0)
+    assert o.status == "unknown" and "both hosts have it active" in o.message
 
 
 def test_execute_refuses_a_guest_that_is_not_running_and_does_not_run_the_job():
@@ -355,11 +382,12 @@ def test_a_drain_turns_one_guests_refusal_or_loss_into_its_outcome_and_goes_on()
     def refuse() -> Outcome:
         raise InfeasibleError("refusing to migrate vm1 to b: [memory.insufficient] full")
 
-    def lost() -> Outcome:
-        raise MigrationFailed("vm1 is running neither on a nor on b")
+    def unreadable() -> Outcome:  # raised before any job ran: the guest is on its source
+        raise MigplanError("cannot read a and b before migrating: timeout")
 
-    r, e = guarded("vm1", "a", refuse), guarded("vm1", "a", lost)
+    r, e = guarded("vm1", "a", refuse), guarded("vm1", "a", unreadable)
     assert (r.status, r.on, r.ok) == ("refused", "a", False) and "memory.insufficient" in r.message
-    assert (e.status, e.on) == ("error", "?")
-    done = Outcome("vm1", "migrated", "b", "ok", 1.0)
-    assert guarded("vm1", "a", lambda: done) is done
+    assert (e.status, e.on) == ("error", "a")
+    for done in (Outcome("vm1", "migrated", "b", "ok", 1.0),
+                 Outcome("vm1", "lost", "nowhere", "runs on neither host", 1.0)):
+        assert guarded("vm1", "a", lambda d=done: d) is done

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import oracle11
 import pytest
-from builders import host
+from builders import host, host_model_of
 from conftest import CORPUS, MODERN_CORPUS
 
 from planner.adapters.catalogs import catalog_for_hosts
@@ -37,7 +37,10 @@ def _hosts(files, version):
     out = []
     for i, p in enumerate(files):
         cpu = parse_cpu_file(p.read_bytes(), p.name, "host")[0]
-        out.append(host(f"h{i}", cpu=cpu, host_model=None, libvirt_version=version))
+        # domcapabilities offering every host feature: without it no +flag is proven
+        # (issue 14 item 5), with it the flags are libvirt's baseline's
+        out.append(host(f"h{i}", cpu=cpu, host_model=host_model_of(cpu),
+                        libvirt_version=version))
     return out
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from builders import host
+from builders import host, host_model_of
 from conftest import MODERN_CORPUS
 
 from planner.adapters.catalogs import catalog_for_hosts, name_table
@@ -20,7 +20,8 @@ SPR = parse_cpu_file((MODERN_CORPUS / "x86_64-cpuid-Xeon-Bronze-3408U-host.xml")
 
 def _spr(name, version, drop=()):
     cpu = dataclasses.replace(SPR, features=tuple(f for f in SPR.features if f.name not in drop))
-    return host(name, cpu=cpu, host_model=None, libvirt_version=version)
+    # domcapabilities offering every host feature: without it no +flag is proven (issue 14)
+    return host(name, cpu=cpu, host_model=host_model_of(cpu), libvirt_version=version)
 
 
 def test_a_model_unknown_to_an_older_hosts_libvirt_is_replaced_and_said_so():
@@ -74,8 +75,8 @@ def test_one_cpu_named_by_libvirt_9_and_by_libvirt_11_loses_nothing():
     old = dataclasses.replace(new, model=dec.model, features=tuple(
         dataclasses.replace(f, policy=None) for f in dec.features))
     assert old.model == "Icelake-Server" and new.model == "Icelake-Server-v1"
-    hosts = [host("cn01", cpu=old, host_model=None, libvirt_version="9.0.0"),
-             host("cn04", cpu=new, host_model=None, libvirt_version="11.3.0")]
+    hosts = [host("cn01", cpu=old, host_model=host_model_of(old), libvirt_version="9.0.0"),
+             host("cn04", cpu=new, host_model=host_model_of(new), libvirt_version="11.3.0")]
     cat = catalog_for_hosts(hosts)
     rec = recommend(hosts, cat, what_if=False)
     assert rec.cpu_models[0] == "Icelake-Server"  # the model both libvirts know

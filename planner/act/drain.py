@@ -8,29 +8,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from planner.act.migrate import Outcome
-from planner.errors import (
-    GuestLost,
-    GuestStateUnknown,
-    InfeasibleError,
-    MigplanError,
-    MigrationFailed,
-)
+from planner.errors import InfeasibleError, MigplanError
 from planner.plan.drain import Assignment, DrainPlan
 
 
 def guarded(guest: str, source: str, attempt: Callable[[], Outcome]) -> Outcome:
     """One guest's pre-flight and migration, its refusal or error turned into an Outcome.
 
-    A drain goes on after one guest fails: a refused move (pre-flight on fresh state)
-    leaves the guest on ``source``; a guest whose place no host confirmed is "?".
+    A drain goes on after one guest fails.  ``attempt`` raises only before a job runs
+    (a move refused by the pre-flight on fresh state, a host that cannot be read): the
+    guest is still on ``source``.  Once a job ran, ``execute`` returns the verified
+    outcome (unknown and lost included), never an exception.
     """
     try:
         return attempt()
     except InfeasibleError as err:
         return Outcome(guest, "refused", source, str(err), 0.0)
     except MigplanError as err:
-        where = "?" if isinstance(err, MigrationFailed) else source
-        return Outcome(guest, "error", where, str(err), 0.0)
+        return Outcome(guest, "error", source, str(err), 0.0)
 
 
 @dataclass(frozen=True)
@@ -81,17 +76,18 @@ def run_drain(plan: DrainPlan, migrate_one: Callable[[Assignment, threading.Even
 
 
 def summary_exit_code(result: DrainResult | None, plan: DrainPlan) -> int:
-    """The worst of the guests' outcomes: 8 a guest lost (neither host runs it), 7 a guest
-    whose place could not be confirmed, 4 a migration failed (guest still on the host) or a
-    wave never started, 3 guests that cannot move, were skipped or refused, else 0."""
+    """The worst of the guests' outcomes (docs/exit-codes.md): 8 a guest lost, 7 a guest
+    whose place the hosts could not confirm, 4 a guest still on the host (failed,
+    refused, not started), 1 a guest on its destination but not cleanly, 3 guests that
+    cannot move; else 0."""
     if result is not None:
-        if any(o.status == "lost" for o in result.outcomes):
-            return GuestLost.exit_code
-        if any(o.status == "unknown" or o.on == "?" for o in result.outcomes):
-            return GuestStateUnknown.exit_code
-        if result.not_started or any(o.status not in ("migrated", "refused")
-                                     for o in result.outcomes):
-            return MigrationFailed.exit_code
-        if any(o.status == "refused" for o in result.outcomes):
-            return InfeasibleError.exit_code
-    return 0 if plan.complete else InfeasibleError.exit_code
+        statuses = {o.status for o in result.outcomes}
+        for status, code in (("lost", 8), ("unknown", 7)):
+            if status in statuses:
+                return code
+        if statuses & {"failed", "aborted", "refused", "error"} or result.not_started:
+            return 4
+        if "unclean" in statuses:
+            return 1
+    return 0 if plan.complete else 3
+

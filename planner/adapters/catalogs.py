@@ -19,6 +19,7 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
+from planner.adapters.files import read_user_file
 from planner.cpu.catalog import Catalog, load_json_text
 from planner.cpu.cpudef import CpuDef
 from planner.cpu.versions import NameTable, parse_version
@@ -75,10 +76,7 @@ def _load_path(path: Path) -> Catalog:
             f = path / name
             if not f.is_file():
                 raise InputError(f"{path}: CPU map include {name} not found")
-            data = f.read_bytes()
-            if len(data) > MAX_MAP_FILE:
-                raise InputError(f"{f}: too large for a CPU map file")
-            return data
+            return read_user_file(str(f), MAX_MAP_FILE)
 
         return Catalog.from_libvirt_cpu_map(read, str(path))
     if (path / "x86.json").is_file():
@@ -121,10 +119,7 @@ def catalog_for(versions: Mapping[str, str | None]) -> Catalog:
 
 
 def _read(path: Path) -> str:
-    data = path.read_bytes()
-    if len(data) > MAX_MAP_FILE * 4:
-        raise InputError(f"{path}: too large for a CPU catalog")
-    return data.decode("utf-8", errors="replace")
+    return read_user_file(str(path), MAX_MAP_FILE * 4).decode("utf-8", errors="replace")
 
 
 def harmonise(hosts: Sequence[Host], cat: Catalog) -> tuple[list[Host], dict[str, str]]:

@@ -171,20 +171,51 @@ class Conn:
         return pools
 
     def domains(self) -> list[dict[str, Any]]:
-        """Every guest, running and defined-inactive: name, uuid, state, persistent, live XML.
+        """Every guest, running and defined-inactive: name, uuid, state, persistent, live XML,
+        and the size of each disk on the host's storage (``disks``: target -> capacity,
+        allocation, physical bytes, virDomainGetBlockInfo; a disk whose size libvirt
+        cannot read is left out).
 
         A transient guest may vanish between the listing and its XML; it is skipped.
         """
+        from planner.parse.guest import local_disk_targets
+
         out = []
         for d in _call("guests", lambda: self.ro.listAllDomains(0)):
             try:
                 state, reason = d.state()
-                out.append({"name": d.name(), "uuid": d.UUIDString(),
-                            "state": _STATES.get(state, str(state)), "reason": reason,
-                            "persistent": bool(d.isPersistent()), "xml": d.XMLDesc(0)})
+                xml = d.XMLDesc(0)
+                entry = {"name": d.name(), "uuid": d.UUIDString(),
+                         "state": _STATES.get(state, str(state)), "reason": reason,
+                         "persistent": bool(d.isPersistent()), "xml": xml}
             except libvirt.libvirtError as err:
                 if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                     raise HostError(f"guest {d.name()}: {_message(err)}", _kind(err)) from None
+                continue
+            sizes = {}
+            for target in local_disk_targets(xml.encode(), f"guest {entry['name']}"):
+                try:
+                    cap, alloc, phys = d.blockInfo(target, 0)
+                except libvirt.libvirtError:
+                    continue  # an image libvirt cannot open (missing, locked): size unknown
+                sizes[target] = {"capacity": int(cap), "allocation": int(alloc),
+                                 "physical": int(phys)}
+            if sizes:
+                entry["disks"] = sizes
+            out.append(entry)
+        return out
+
+    def networks(self) -> list[dict[str, Any]]:
+        """Every libvirt network: name, raw XML, active, persistent (a network with
+        <forward mode='hostdev'> hands out SR-IOV VFs: planner.parse.host.hostdev_network)."""
+        out = []
+        for n in _call("networks", lambda: self.ro.listAllNetworks(0)):
+            try:
+                out.append({"name": n.name(), "xml": n.XMLDesc(0), "active": bool(n.isActive()),
+                            "persistent": bool(n.isPersistent())})
+            except libvirt.libvirtError as err:
+                if err.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
+                    raise HostError(f"network {n.name()}: {_message(err)}", _kind(err)) from None
         return out
 
     def close(self) -> None:
@@ -237,8 +268,8 @@ def connect(uri: str, credentials: LibvirtCredentials | None = None) -> Conn:
 @contextlib.contextmanager
 
 
-def connection(uri: str) -> Iterator[Conn]:
-    conn = connect(uri)
+def connection(uri: str, credentials: LibvirtCredentials | None = None) -> Iterator[Conn]:
+    conn = connect(uri, credentials)
     try:
         yield conn
     finally:
@@ -296,6 +327,16 @@ class LibvirtMigrationDriver:
         finally:
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
+
+    def host_uuid(self, uri: str) -> str | None:
+        """The host UUID libvirt identifies the host by (capabilities <host><uuid>)."""
+        from planner.parse.host import document_root
+
+        with connection(uri, self.credentials) as c:
+            caps = c.capabilities()
+        uuid = document_root(caps.encode(), f"{redact_uri(uri)}: capabilities",
+                             "capabilities").findtext("host/uuid")
+        return uuid or None
 
     def run(self, plan: MigrationPlan, on_progress: Callable[[Progress], None],
             stop: threading.Event) -> str | None:

@@ -12,6 +12,7 @@ scripts may match on them; messages are for people and may improve.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from planner.assess.verdict import FEASIBLE, Status, Verdict, worst
 from planner.cpu.catalog import Catalog
 from planner.cpu.cpudef import CpuDef
 from planner.cpu.engine import compare
-from planner.errors import CpuError
+from planner.errors import CpuError, UsageError
 from planner.model import Disk, Domain, Host, NumaCell
 
 # the short names the rules read best with
@@ -43,6 +44,16 @@ class Policy:
     #: Keep vmx/svm in cpu_model_extra_flags: nested guests carry state that
     #: makes live migration fragile, so it is off unless asked for.
     expose_nested: bool = False
+
+    def __post_init__(self) -> None:
+        # nan passes every comparison a rule makes: a ratio of nan approved every move
+        if not (isinstance(self.cpu_allocation_ratio, int | float)
+                and math.isfinite(self.cpu_allocation_ratio) and self.cpu_allocation_ratio > 0):
+            raise UsageError(f"cpu_allocation_ratio {self.cpu_allocation_ratio!r}: expected a "
+                             "finite number > 0")
+        if type(self.memory_reserve_kib) is not int or self.memory_reserve_kib < 0:
+            raise UsageError(f"memory_reserve_kib {self.memory_reserve_kib!r}: expected a whole "
+                             "number >= 0")
 
 
 @dataclass(frozen=True)
@@ -114,12 +125,16 @@ def hypervisor_type(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) ->
     want = g.domain_type
     if want is None:
         return _v("hypervisor-type", UNKNOWN, "unknown", f"domain type of {g.name} unknown")
-    if dst.hypervisor is None:
+    # capabilities list every guest type the host runs for its architecture
+    # (<guest><arch><domain type='kvm'/>): a TCG (qemu) guest also runs on a KVM host.
+    offered = dst.domain_types or ((dst.hypervisor,) if dst.hypervisor else None)
+    if offered is None:
         return _v("hypervisor-type", UNKNOWN, "unknown",
-                  f"{dst.name}: hypervisor type unknown (domcapabilities.xml missing)")
-    if want != dst.hypervisor:
+                  f"{dst.name}: hypervisor types unknown (capabilities without <guest> "
+                  "elements, no domcapabilities.xml)")
+    if want not in offered:
         return _v("hypervisor-type", BLOCKED, "mismatch",
-                  f"{g.name} is a {want} guest, {dst.name} offers {dst.hypervisor}")
+                  f"{g.name} is a {want} guest, {dst.name} offers {', '.join(offered)}")
     return _v("hypervisor-type", OK, "ok", f"{want} on both")
 
 
@@ -266,9 +281,14 @@ def memory(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Verdict:
     r = "memory"
     if g.hugepages_kib:
         return _v(r, OK, "hugepages", "backed by huge pages: see the hugepages rule")
-    if dst.free_memory_kib is None:
-        return _v(r, UNKNOWN, "unknown", f"{dst.name}: free memory not in the snapshot")
     need = g.memory_kib + p.memory_reserve_kib
+    if dst.free_memory_kib is None:
+        if dst.memory_kib is not None and dst.memory_kib < need:
+            # capabilities give the host's memory: free memory can only be less
+            return _v(r, BLOCKED, "insufficient",
+                      f"{dst.name} has {_gib(dst.memory_kib)} of memory in all; {g.name} needs "
+                      f"{_gib(g.memory_kib)} + {_gib(p.memory_reserve_kib)} reserve")
+        return _v(r, UNKNOWN, "unknown", f"{dst.name}: free memory not in the snapshot")
     if dst.free_memory_kib < need:
         return _v(r, BLOCKED, "insufficient",
                   f"{dst.name} has {_gib(dst.free_memory_kib)} free; {g.name} needs "
@@ -288,6 +308,13 @@ def vcpus(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Verdict:
         return _v(r, BLOCKED, "too-many",
                   f"{g.name} has {g.vcpus} vCPUs, {dst.name} only {dst.cpus_total} CPUs")
     limit = dst.cpus_total * p.cpu_allocation_ratio
+    if not dst.guests_listed:
+        if g.vcpus > limit:
+            return _v(r, BLOCKED, "overcommit",
+                      f"{g.name} has {g.vcpus} vCPUs, more than {dst.cpus_total} CPUs x "
+                      f"{p.cpu_allocation_ratio:g} allocation ratio on {dst.name}")
+        return _v(r, UNKNOWN, "unknown",
+                  f"{dst.name}: its guests are not in the snapshot (vCPUs in use unknown)")
     used = sum(d.vcpus for d in _running(dst) if d.name != g.name)
     if used + g.vcpus > limit:
         return _v(r, BLOCKED, "overcommit",
@@ -311,6 +338,9 @@ def pinned_cpus(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Ver
         return _v(r, OK, "not-applicable", "no CPU pinning")
     if not dst.cells:
         return _v(r, UNKNOWN, "unknown", f"{dst.name}: NUMA topology (CPU list) not in the snapshot")
+    if not dst.guests_listed:
+        return _v(r, UNKNOWN, "unknown",
+                  f"{dst.name}: its guests are not in the snapshot (which CPUs they pin unknown)")
     all_cpus = {c for cell in dst.cells for c in cell.cpus}
     busy: set[int] = set()
     for d in _running(dst):
@@ -391,24 +421,27 @@ def _page_size(g_size: int, dst: Host) -> int:
     return sizes[0] if sizes else 2048
 
 
-def hugepages(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Verdict:
-    r = "hugepages"
-    if not g.hugepages_kib:
-        return _v(r, OK, "not-applicable", "not backed by huge pages")
-    size = _page_size(g.hugepages_kib[0], dst)
-    if not dst.cells:
-        return _v(r, UNKNOWN, "unknown", f"{dst.name}: NUMA cells and huge pages not in the snapshot")
-    free_by_cell: dict[int, int | None] = {}
+def _pages(dst: Host, size: int, free: bool) -> dict[int, int | None]:
+    """Per NUMA cell: free pages of ``size`` (``free``), else the pages capabilities say
+    the cell has reserved -- what can be free at most.  0 where the cell lists other
+    sizes but not this one; None where the snapshot does not say."""
+    out: dict[int, int | None] = {}
     for c in dst.cells:
-        free_by_cell[c.id] = next((ps.free for ps in c.pages if ps.size_kib == size), 0)
-    if any(v is None for v in free_by_cell.values()):
-        return _v(r, UNKNOWN, "unknown", f"{dst.name}: free {size} KiB huge pages not in the snapshot")
-    free = {k: v or 0 for k, v in free_by_cell.items()}
+        ps = next((x for x in c.pages if x.size_kib == size), None)
+        out[c.id] = 0 if ps is None else (ps.free if free else ps.total)
+    return out
+
+
+def _hugepages_fit(g: Domain, dst: Host, size: int, pages: dict[int, int],
+                   bound: str) -> tuple[Verdict | None, int]:
+    """(blocked, pages counted) when ``pages`` per cell cannot hold the guest;
+    (None, pages counted) when they can."""
+    r = "hugepages"
     needed = -(-g.memory_kib // size)
     strict = g.numatune_mode in ("strict", "restrictive")
     if g.vnuma_cells and strict:
         # Each guest cell takes its pages from one host cell.
-        pool = sorted(free.values(), reverse=True)
+        pool = sorted(pages.values(), reverse=True)
         for _, _, mem in sorted(g.vnuma_cells, key=lambda c: c[2], reverse=True):
             want = -(-mem // size)
             for i, f in enumerate(pool):
@@ -417,19 +450,51 @@ def hugepages(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Verdi
                     break
             else:
                 return _v(r, BLOCKED, "insufficient-per-cell",
-                          f"{dst.name} has no NUMA cell with {want} free {size} KiB pages "
-                          f"for a guest cell of {g.name}")
-        return _v(r, OK, "ok", f"free {size} KiB pages in enough cells of {dst.name}")
+                          f"{dst.name} has no NUMA cell with {want} {bound} {size} KiB pages "
+                          f"for a guest cell of {g.name}"), 0
+        return None, 0
     if strict and g.numatune_nodes:
-        have = sum(free.get(n, 0) for n in g.numatune_nodes)
+        have = sum(pages.get(n, 0) for n in g.numatune_nodes)
         where = f"cells {_cpuset(g.numatune_nodes)}"
     else:
-        have = sum(free.values())
+        have = sum(pages.values())
         where = "all cells"
     if have < needed:
         return _v(r, BLOCKED, "insufficient",
-                  f"{dst.name} has {have} free {size} KiB pages in {where}; {g.name} needs {needed}")
-    return _v(r, OK, "ok", f"{have} free {size} KiB pages for {needed}")
+                  f"{dst.name} has {have} {bound} {size} KiB pages in {where}; {g.name} needs "
+                  f"{needed}"), have
+    return None, have
+
+
+def hugepages(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Verdict:
+    r = "hugepages"
+    if not g.hugepages_kib:
+        return _v(r, OK, "not-applicable", "not backed by huge pages")
+    size = _page_size(g.hugepages_kib[0], dst)
+    offered = set(dst.page_sizes_kib or ()) | {ps.size_kib for c in dst.cells for ps in c.pages}
+    if offered and size not in offered:
+        # capabilities list every page size the host has (<host><cpu><pages>)
+        return _v(r, BLOCKED, "no-such-size",
+                  f"{dst.name} offers no {size} KiB pages (its capabilities list "
+                  f"{', '.join(str(x) for x in sorted(offered))} KiB)")
+    if not dst.cells:
+        return _v(r, UNKNOWN, "unknown", f"{dst.name}: NUMA cells and huge pages not in the snapshot")
+    reserved = _pages(dst, size, free=False)
+    if all(v is not None for v in reserved.values()):
+        # free pages can only be fewer than the reserved ones capabilities count
+        short, _ = _hugepages_fit(g, dst, size, {k: v or 0 for k, v in reserved.items()},
+                                  "reserved")
+        if short is not None:
+            return short
+    free = _pages(dst, size, free=True)
+    if any(v is None for v in free.values()):
+        return _v(r, UNKNOWN, "unknown", f"{dst.name}: free {size} KiB huge pages not in the snapshot")
+    short, have = _hugepages_fit(g, dst, size, {k: v or 0 for k, v in free.items()}, "free")
+    if short is not None:
+        return short
+    if g.vnuma_cells and g.numatune_mode in ("strict", "restrictive"):
+        return _v(r, OK, "ok", f"free {size} KiB pages in enough cells of {dst.name}")
+    return _v(r, OK, "ok", f"{have} free {size} KiB pages for {-(-g.memory_kib // size)}")
 
 
 # --- devices and storage ----------------------------------------------------------------------
@@ -494,9 +559,19 @@ def local_storage(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> V
 
 def hostdev(g: Domain, src: Host, dst: Host, p: Policy, cat: Catalog) -> Verdict:
     r = "hostdev"
-    if not g.hostdevs:
+    # An interface on a network with <forward mode='hostdev'> is an SR-IOV VF assigned to
+    # the guest (libvirt counts it as a hostdev, and refuses to migrate it) like a
+    # <interface type='hostdev'>.
+    vf_nets = [n for n in g.networks if n in (src.hostdev_networks or ())]
+    devs = ", ".join([*(f"{h.kind} {h.address}" if h.address else h.kind for h in g.hostdevs),
+                      *(f"SR-IOV VF of network {n}" for n in vf_nets)])
+    if not devs:
+        if g.networks and src.hostdev_networks is None:
+            return _v(r, WARN, "networks-unknown",
+                      f"{g.name} uses networks {', '.join(g.networks)}: {src.name}'s networks "
+                      "are not in the snapshot, so whether one hands out SR-IOV VFs "
+                      "(forward mode='hostdev', not migratable) is not known")
         return _v(r, OK, "none", "no host devices")
-    devs = ", ".join(f"{h.kind} {h.address}" if h.address else h.kind for h in g.hostdevs)
     # QEMU cannot move a device's hardware state: any assigned device blocks migration.
     return _v(r, BLOCKED, "assigned",
               f"{g.name} has host devices assigned ({devs}): detach them before migrating")
@@ -568,6 +643,11 @@ RULES: tuple[Rule, ...] = CLASS_RULES + GUEST_RULES + CAPACITY_RULES
 def same_host(g: Domain, src: Host, dst: Host) -> Verdict | None:
     if src.name == dst.name:
         return _v("destination", BLOCKED, "same-host", f"{g.name} already runs on {dst.name}")
+    if src.host_uuid is not None and src.host_uuid == dst.host_uuid:
+        # libvirt identifies hosts by this UUID: "Attempt to migrate guest to the same host"
+        return _v("destination", BLOCKED, "same-host",
+                  f"{dst.name} has the host UUID of {src.name} ({src.host_uuid}): libvirt "
+                  "refuses to migrate a guest to the same host")
     return None
 
 

@@ -15,6 +15,7 @@ import click
 
 from planner import __version__
 from planner.errors import MigplanError
+from planner.review.text import printable_lines
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
@@ -32,10 +33,11 @@ COMMANDS: dict[str, str] = {
 }
 
 EXIT_CODES_HELP = """\b
-Exit codes: 0 ok · 1 error · 2 usage · 3 infeasible/incompatible/refused ·
-4 migration failed (guest still safe on its source) · 5 partial (some hosts
-not collected) · 7 where the guest runs could not be confirmed · 8 the guest runs
-on neither host."""
+Exit codes: 0 ok · 1 error · 2 usage · 3 infeasible/incompatible/refused, or
+guests stranded (recommend) · 4 migration failed (the source confirmed the guest
+still runs there) · 5 partial (some hosts not collected) · 6 no safe configuration
+(recommend) · 7 unknown where the guest is: check before acting (migrate, drain) ·
+8 guest lost (migrate, drain) · 130 interrupted.  See docs/exit-codes.md."""
 
 
 class LazyGroup(click.Group):
@@ -81,26 +83,24 @@ def main(argv: list[str] | None = None) -> None:
     except MigplanError as err:
         if debug:
             raise
-        click.echo(f"Error: {err}", err=True)
+        click.echo(printable_lines(f"Error: {err}"), err=True)
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Error: aborted", err=True)
-        sys.exit(1)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # click turns Ctrl-C (and SIGTERM, for the commands that unwind on it) into Abort
+        click.echo("Error: interrupted", err=True)
+        sys.exit(130)
     except click.ClickException as err:
         if debug:
             raise
         msg = err.format_message()
         if isinstance(err, click.UsageError) and err.ctx is not None:
             click.echo(err.ctx.get_usage(), err=True)
-        click.echo(f"Error: {msg}", err=True)
+        click.echo(printable_lines(f"Error: {msg}"), err=True)
         sys.exit(2 if isinstance(err, click.UsageError) else err.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Error: interrupted", err=True)
-        sys.exit(130)
     except Exception as err:  # an unexpected failure is still reported, not dumped
         if debug:
             raise
-        click.echo(f"Error: internal error: {type(err).__name__}: {err} "
-                   "(run with --debug for the traceback)", err=True)
+        click.echo(printable_lines(f"Error: internal error: {type(err).__name__}: {err} "
+                                   "(run with --debug for the traceback)"), err=True)
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)

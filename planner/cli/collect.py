@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import signal
-
 import click
 
 from planner.cli.output import (
+    FiniteFloat,
     emit,
     libvirt_auth_options,
     libvirt_credentials,
     read_text,
     render_table,
+    unwind_on_sigterm,
 )
 from planner.collect.nova import DEFAULT_NOVA_URI_TEMPLATE, nova_targets, read_cloud
 from planner.collect.run import DEFAULT_TIMEOUT, DEFAULT_WORKERS, HostEvent, collect
@@ -24,19 +24,13 @@ from planner.collect.sources import (
     parse_hosts_file,
 )
 from planner.errors import UsageError
+from planner.review.text import printable
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
+def _lab_targets(state_dir: str | None) -> list[Target]:
+    from planner.cli.migrate import lab_uris
 
-
-def _lab_targets() -> list[Target]:
-    from planner.lab import Lab, default_state_dir
-
-    lab = Lab()
-    if not lab.recorded:
-        raise UsageError(f"--lab: no lab in {default_state_dir()} (start one with `migplan lab up`)")
-    return [Target(uri, name) for name, uri in lab.uris().items()]
+    return [Target(uri, name) for name, uri in lab_uris(state_dir).items()]
 
 
 @click.command("collect")
@@ -48,23 +42,29 @@ def _lab_targets() -> list[Target]:
 @click.option("--uri-template", metavar="T", default=None,
               help="How a hostname becomes a URI: {host} is the address (ansible_host when set; "
                    "a hypervisor's host_ip with --os-cloud), {name} the inventory or Nova host "
-                   f"name.  Default {DEFAULT_URI_TEMPLATE}; with --os-cloud the cloud entry's "
-                   f"migplan mapping, else {DEFAULT_NOVA_URI_TEMPLATE}.")
+                   "name, {user} ansible_user (root when unset); ansible_port becomes the port "
+                   f"of ssh URIs.  Default {DEFAULT_URI_TEMPLATE}; with --os-cloud the cloud "
+                   f"entry's migplan mapping, else {DEFAULT_NOVA_URI_TEMPLATE}.")
 @click.option("--lab", is_flag=True, help="Collect from the hosts of `migplan lab up`.")
+@click.option("--state-dir", "state_dir", metavar="DIR", default=None,
+              help="With --lab: the lab's state directory, as given to `migplan lab up "
+                   "--state-dir` (default $MIGPLAN_LAB_DIR or /var/tmp/migplan-lab).")
 @click.option("--os-cloud", "os_cloud", metavar="NAME",
               help="Read Nova (clouds.yaml / OS_* as the openstack CLI does) into nova.json, "
                    "then collect every nova-compute host's libvirt.")
 @libvirt_auth_options
 @click.option("--out", "out", metavar="DIR", required=True,
               help="New snapshot directory (must not exist, or be empty).")
-@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="S",
+@click.option("--timeout", type=FiniteFloat(min=0.001), default=DEFAULT_TIMEOUT,
+              show_default=True, metavar="S",
               help="Seconds allowed per host.")
 @click.option("--workers", type=int, default=DEFAULT_WORKERS, show_default=True, metavar="N",
               help="Hosts read in parallel.")
 def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory: str | None,
-                group: str | None, uri_template: str | None, lab: bool, os_cloud: str | None,
-                libvirt_user: str | None, libvirt_password_file: str | None, out: str,
-                timeout: float, workers: int) -> None:
+                group: str | None, uri_template: str | None, lab: bool, state_dir: str | None,
+                os_cloud: str | None, libvirt_user: str | None,
+                libvirt_password_file: str | None, out: str, timeout: float,
+                workers: int) -> None:
     """Collect capabilities, guests and resources of every host into a snapshot.
 
     Read-only: nothing changes on any host.  Each host's raw XML is stored as
@@ -91,8 +91,10 @@ def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory
     if ansible_inventory and group:
         targets += parse_ansible_inventory(read_text(ansible_inventory), ansible_inventory, group,
                                            template)
+    if state_dir is not None and not lab:
+        raise UsageError("--state-dir is the lab's state directory: use it with --lab")
     if lab:
-        targets += _lab_targets()
+        targets += _lab_targets(state_dir)
     nova = None
     if os_cloud:
         click.echo(f"reading Nova (cloud {os_cloud})", err=True)
@@ -120,12 +122,12 @@ def collect_cmd(uris: tuple[str, ...], hosts_file: str | None, ansible_inventory
         line = f"[{bar}] {done}/{total} {who}: {ev.status}"
         if ev.detail:
             line += f" ({ev.detail})"
-        click.echo(line, err=True)
+        click.echo(printable(line), err=True)  # names and errors come from the hosts
 
     creds = libvirt_credentials(libvirt_user, libvirt_password_file)
-    # SIGTERM unwinds like Ctrl-C, so the half-written snapshot is removed.
-    signal.signal(signal.SIGTERM, _terminate)
-    result = collect(targets, out, timeout=timeout, workers=workers, progress=progress, nova=nova,
+    unwind_on_sigterm()  # so the half-written snapshot is removed
+    result = collect(targets, out, timeout=timeout, workers=workers, progress=progress,
+                     say=lambda m: click.echo(printable(m), err=True), nova=nova,
                      credentials=creds)
     rows = [[h.name, h.status, h.guests, f"{h.duration:.2f}s",
              h.error or (f"{len(h.warnings)} reads failed, see manifest.json"

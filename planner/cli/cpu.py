@@ -90,27 +90,29 @@ def cpu_compare(host_file: str, cpu_file: str, fmt: str, cpu_map: str | None) ->
     """Compare a CPU definition with host CPUs, as libvirt's CPU compare does.
 
     HOST_FILE: host CPUs (capabilities, possibly many concatenated, or <cpu>
-    elements).  CPU_FILE: the CPU to check (a domain XML, a <cpu> element or
-    a baseline result); its first CPU is used.  Each host is reported as
-    identical, superset (host offers more) or incompatible, with the features
+    elements), or a snapshot directory (hosts/<name>/capabilities.xml), whose
+    hosts are then named.  CPU_FILE: the CPU to check (a domain XML, a <cpu>
+    element or a baseline result); its first CPU is used.  Each host is reported
+    as identical, superset (host offers more) or incompatible, with the features
     that block it.  Exit code 0 when every host is compatible, 3 otherwise.
 
     \b
     Example:
       migplan cpu-baseline caps.xml > baseline.xml
       migplan cpu-compare caps.xml baseline.xml
+      migplan cpu-compare snapshots/today baseline.xml --format csv
     """
     cat = load_catalog(cpu_map)
-    hosts = parse_cpu_file(read_input(host_file), host_file, "auto")
+    hosts = _named_hosts(host_file)
     guest_cpus = parse_cpu_file(read_input(cpu_file), cpu_file, "auto")
     guest = guest_cpus[0]
     rows: list[dict[str, Any]] = []
     worst = 0
-    for i, h in enumerate(hosts, start=1):
+    for label, h in hosts:
         res = compare(h, guest, cat)
         if not res.compatible:
             worst = 3
-        rows.append({"host": i, "host_model": h.model, "result": res.result,
+        rows.append({"host": label, "host_model": h.model, "result": res.result,
                      "blocking_features": list(res.features), "message": res.message})
     if fmt == "json":
         emit(render_json({"cpu": {"model": guest.model, "source": cpu_file}, "hosts": rows}))
@@ -121,6 +123,22 @@ def cpu_compare(host_file: str, cpu_file: str, fmt: str, cpu_map: str | None) ->
         emit(render_csv(headers, table) if fmt == "csv" else render_table(headers, table))
     if worst:
         raise SystemExit(worst)
+
+
+def _named_hosts(host_file: str) -> list[tuple[str, Any]]:
+    """(label, host CPU) per host: a snapshot's host names; for a file of capabilities
+    documents (which name no host) the file's name, numbered when it holds several."""
+    from pathlib import Path
+
+    if Path(host_file).is_dir():
+        from planner.snapshot.read import load
+
+        return [(h.name, h.cpu) for h in load(host_file).hosts]
+    cpus = parse_cpu_file(read_input(host_file), host_file, "auto")
+    name = Path(host_file).name
+    if len(cpus) == 1:
+        return [(name, cpus[0])]
+    return [(f"{name} #{i}", c) for i, c in enumerate(cpus, start=1)]
 
 
 @click.command("cpu-models")

@@ -17,6 +17,7 @@ from planner.cli.nova_move import (
     refuse_libvirt_options,
 )
 from planner.cli.output import (
+    FiniteFloat,
     emit,
     format_option,
     libvirt_auth_options,
@@ -25,7 +26,15 @@ from planner.cli.output import (
     render_table,
 )
 from planner.cli.recommend import _policy, policy_options
-from planner.errors import InfeasibleError, MigplanError, MigrationFailed, UsageError
+from planner.errors import (
+    GuestLost,
+    GuestStateUnknown,
+    InfeasibleError,
+    MigplanError,
+    MigrationFailed,
+    UsageError,
+)
+from planner.review.text import printable
 
 
 def _named(guest: str, names: Mapping[str, str]) -> str:
@@ -89,11 +98,12 @@ def render_drain_results(result: Any, host: str, names: Mapping[str, str] | None
               metavar="K", help="Migrations at once (guests per wave).")
 @click.option("--bandwidth", type=click.IntRange(min=1), metavar="MiB/s", default=None,
               help="Bandwidth limit of each migration.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), metavar="S", default=None,
+@click.option("--timeout", type=FiniteFloat(min=0.1), metavar="S", default=None,
               help="Completion timeout of each migration (then it is aborted).")
 @policy_options
 @format_option("table", "json")
-def drain_cmd(host: str, lab: bool, snapshot: str | None, os_cloud: str | None,
+def drain_cmd(host: str, lab: bool, snapshot: str | None, state_dir: str | None,
+              os_cloud: str | None,
               force_libvirt: bool, uri_template: str | None, libvirt_user: str | None,
               libvirt_password_file: str | None, run: bool, disable: bool,
               reason: str | None, max_parallel: int, bandwidth: int | None,
@@ -110,8 +120,9 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, os_cloud: str | None,
 
     With --execute the waves run one after the other, each guest pre-flighted
     again on fresh state, migrated and verified like `migplan migrate`;
-    failed guests stay on HOST, running (exit 4).  Transient guests become
-    persistent on their destination.  Ctrl-C aborts the running migrations and
+    failed guests stay on HOST, running (exit 4; 7 when the hosts could not
+    confirm where a guest is, 8 when one is lost: see docs/exit-codes.md).
+    Transient guests become persistent on their destination.  Ctrl-C aborts the running migrations and
     starts no further wave.
 
     Guests Nova manages are skipped (exit 3) unless --force-libvirt: drain a
@@ -136,25 +147,26 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, os_cloud: str | None,
     creds = libvirt_credentials(libvirt_user, libvirt_password_file)
 
     def say(o: Any) -> None:
-        click.echo(f"{_named(o.guest, names)}: {o.status} ({o.duration_s:.1f} s): {o.message}",
-                   err=True)
+        click.echo(printable(f"{_named(o.guest, names)}: {o.status} ({o.duration_s:.1f} s): "
+                             f"{o.message}"), err=True)
 
     names: dict[str, str] = {}
     if os_cloud:
         refuse_libvirt_options(dict(bandwidth=bandwidth, lab=lab, snapshot=snapshot,
-                                    force_libvirt=force_libvirt))
+                                    state_dir=state_dir, force_libvirt=force_libvirt))
         plan, result, unread, found = drain_through_nova(
             host, os_cloud, uri_template, run=run, disable=disable, reason=reason,
             max_parallel=max_parallel, timeout=timeout, preflight=preflight, credentials=creds,
-            say=lambda m: click.echo(m, err=True), on_result=say,
+            say=lambda m: click.echo(printable(m), err=True), on_result=say,
             on_plan=None if fmt == "json" else lambda p, u, n: emit(render_drain_plan(p, u, n)))
         names.update(found)
     else:
         if disable or reason or uri_template:
             raise UsageError("--disable-service, --disable-reason and --uri-template need "
                              "--os-cloud")
-        plan, result, unread = _libvirt_drain(host, lab, snapshot, run, max_parallel, bandwidth,
-                                              timeout, force_libvirt, preflight, creds, fmt, say)
+        plan, result, unread = _libvirt_drain(host, known_hosts(lab, snapshot, state_dir), run,
+                                              max_parallel, bandwidth, timeout, force_libvirt,
+                                              preflight, creds, fmt, say)
     code = summary_exit_code(result, plan)
     if fmt == "json":
         doc: dict[str, Any] = {"plan": plan.to_json(), "unreadable_hosts": unread}
@@ -168,39 +180,46 @@ def drain_cmd(host: str, lab: bool, snapshot: str | None, os_cloud: str | None,
     _drain_end(plan, result, code, names, fmt)
 
 
+def _drain_summary(result: Any, plan: Any, names: Mapping[str, str]) -> str:
+    by: dict[str, list[str]] = {}
+    for o in result.outcomes:
+        by.setdefault(o.status, []).append(_named(o.guest, names))
+    still = sum(len(by.get(k, ())) for k in ("failed", "aborted", "refused", "error"))
+    parts = [f"{len(by.get('migrated', ()))} migrated", f"{still} failed (still on {plan.host})"]
+    if by.get("refused"):
+        parts.append(f"of which {len(by['refused'])} refused")
+    if by.get("unclean"):
+        parts.append(f"{len(by['unclean'])} on their destination but not cleanly "
+                     f"({', '.join(by['unclean'])})")
+    if by.get("unknown"):
+        parts.append(f"{len(by['unknown'])} UNKNOWN where, check before acting "
+                     f"({', '.join(by['unknown'])})")
+    if by.get("lost"):
+        parts.append(f"{len(by['lost'])} LOST ({', '.join(by['lost'])})")
+    parts += [f"{len(result.not_started)} not started", f"{len(plan.stuck)} cannot move",
+              f"{len(plan.skipped)} skipped"]
+    return ", ".join(parts)
+
+
 def _drain_end(plan: Any, result: Any, code: int, names: Mapping[str, str], fmt: str) -> None:
     """The summary, and the exit code as an error (summary_exit_code's)."""
-    from planner.errors import GuestLost, GuestStateUnknown
-
     name = plan.host
-    cannot = len(plan.stuck) + len(plan.skipped)
     if result is not None:
-        refused = sum(o.status == "refused" for o in result.outcomes)
-        msg = (f"{len(result.migrated)} migrated, {len(result.failed) - refused} failed, "
-               f"{refused} refused, {len(result.not_started)} not started, "
-               f"{cannot} cannot move or skipped")
+        msg = _drain_summary(result, plan, names)
         if fmt != "json":
             emit(render_drain_results(result, name, names) + f"summary: {msg}\n")
-        if code == GuestLost.exit_code:
-            lost = ", ".join(_named(o.guest, names) for o in result.outcomes
-                             if o.status == "lost")
-            raise GuestLost(f"drain of {name}: {lost} runs on neither host; {msg}")
-        if code == GuestStateUnknown.exit_code:
-            unknown = ", ".join(_named(o.guest, names) for o in result.outcomes
-                                if o.status == "unknown" or o.on == "?")
-            raise GuestStateUnknown(f"drain of {name}: where {unknown} runs could not be "
-                                    f"confirmed, check before acting; {msg}")
-        if code == MigrationFailed.exit_code:
-            raise MigrationFailed(f"drain of {name} incomplete: {msg}")
-        if code == InfeasibleError.exit_code:
-            raise InfeasibleError(f"drain of {name} incomplete: {msg}")
+        error = {8: GuestLost, 7: GuestStateUnknown, 4: MigrationFailed, 3: InfeasibleError,
+                 1: MigplanError}.get(code)
+        if error is not None:
+            raise error(f"drain of {name} incomplete: {msg}")
     if code == InfeasibleError.exit_code:
-        raise InfeasibleError(f"{cannot} guest(s) of {name} cannot move or are skipped: "
-                              + ", ".join([_named(s.guest, names) for s in plan.stuck]
-                                          + [_named(k.guest, names) for k in plan.skipped]))
+        raise InfeasibleError(
+            f"{len(plan.stuck) + len(plan.skipped)} guest(s) of {name} cannot move or are "
+            "skipped: " + ", ".join([_named(s.guest, names) for s in plan.stuck]
+                                    + [_named(k.guest, names) for k in plan.skipped]))
 
 
-def _libvirt_drain(host: str, lab: bool, snapshot: str | None, run: bool, max_parallel: int,
+def _libvirt_drain(host: str, hosts: dict[str, str], run: bool, max_parallel: int,
                    bandwidth: int | None, timeout: float | None, force_libvirt: bool,
                    preflight: Any, credentials: Any, fmt: str, say: Callable[[Any], None]
                    ) -> tuple[Any, Any, dict[str, str]]:
@@ -211,7 +230,6 @@ def _libvirt_drain(host: str, lab: bool, snapshot: str | None, run: bool, max_pa
     from planner.plan.drain import libvirt_skip, plan_drain
     from planner.plan.migration import MigrateOptions, prepare, resolve_host
 
-    hosts = known_hosts(lab, snapshot)
     if not hosts:
         raise UsageError("no hosts: use --lab, --snapshot DIR or --os-cloud NAME")
     name, _uri = resolve_host(host, hosts)
@@ -232,8 +250,8 @@ def _libvirt_drain(host: str, lab: bool, snapshot: str | None, run: bool, max_pa
     def migrate_one(a: Any, stop: threading.Event) -> Any:
         return guarded(a.guest, name, lambda: execute(
             prepare(a.guest, a.destination, hosts=hosts, source=name, opts=opts,
-                    preflight=preflight, read=read, presence=driver.presence), driver,
-            stop=stop))
+                    preflight=preflight, read=read, presence=driver.presence,
+                    host_uuid=driver.host_uuid), driver, stop=stop))
 
     if fmt != "json":
         emit(render_drain_plan(plan, unread))

@@ -127,7 +127,7 @@ def up(ctx: click.Context, hosts: int | None, guests: int | None, first_ip: int 
     With --nova (docs/nova.md): keystone, glance, placement, neutron-server,
     nova-api/conductor/scheduler on the control address and one nova-compute
     per host (Nova's host name = the lab host's name), M servers per host
-    booted through Nova, and DIR/nova/clouds.yaml with the cloud migplan-lab.
+    booted through Nova, and DIR/clouds.yaml with the cloud migplan-lab.
     Installs the Debian packages it needs (as root) when they are missing.
 
     \b
@@ -135,7 +135,7 @@ def up(ctx: click.Context, hosts: int | None, guests: int | None, first_ip: int 
       sudo migplan lab up --hosts 3 --guests 2
       virsh -c qemu+tcp://127.0.0.2/system list --all
       sudo migplan lab up --nova --hosts 2 --guests 1
-      export OS_CLIENT_CONFIG_FILE=/var/tmp/migplan-lab/nova/clouds.yaml
+      export OS_CLIENT_CONFIG_FILE=/var/tmp/migplan-lab/clouds.yaml
       migplan collect --os-cloud migplan-lab --out snap
     """
     t0 = time.monotonic()

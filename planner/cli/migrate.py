@@ -20,6 +20,7 @@ from planner.cli.nova_move import (
     refuse_libvirt_options,
 )
 from planner.cli.output import (
+    FiniteFloat,
     emit,
     format_option,
     libvirt_auth_options,
@@ -43,22 +44,34 @@ MiB = 1024 * 1024
 # ---- hosts ---------------------------------------------------------------------------------
 
 
-def known_hosts(lab: bool, snapshot: str | None) -> dict[str, str]:
-    """Host name -> libvirt URI from the lab or a snapshot's manifest."""
-    hosts: dict[str, str] = {}
+def known_hosts(lab: bool, snapshot: str | None, state_dir: str | None = None) -> dict[str, str]:
+    """Host name -> libvirt URI from the lab (in ``state_dir``) or a snapshot's manifest."""
+    if lab and snapshot is not None:
+        raise UsageError("--lab and --snapshot both name the hosts: give one of them")
+    if state_dir is not None and not lab:
+        raise UsageError("--state-dir is the lab's state directory: use it with --lab")
     if lab:
-        from planner.lab import Lab, default_state_dir
-
-        the_lab = Lab()
-        if not the_lab.recorded:
-            raise UsageError(f"--lab: no lab in {default_state_dir()} "
-                             "(start one with `migplan lab up`)")
-        hosts.update(the_lab.uris())
+        return lab_uris(state_dir)
     if snapshot is not None:
         from planner.snapshot.read import host_uris
 
-        hosts.update(host_uris(snapshot))
-    return hosts
+        return host_uris(snapshot)
+    return {}
+
+
+def lab_uris(state_dir: str | None) -> dict[str, str]:
+    """Host name -> URI of the lab recorded in ``state_dir`` (default: $MIGPLAN_LAB_DIR)."""
+    from planner.lab import Lab
+
+    the_lab = Lab(state_dir)
+    if not the_lab.recorded:
+        raise UsageError(f"--lab: no lab in {the_lab.state_dir} "
+                         "(start one with `migplan lab up`, or give its --state-dir)")
+    return the_lab.uris()
+
+
+LAB_STATE_DIR_HELP = ("With --lab: the lab's state directory, as given to `migplan lab up "
+                      "--state-dir` (default $MIGPLAN_LAB_DIR or /var/tmp/migplan-lab).")
 
 
 def hosts_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -66,7 +79,9 @@ def hosts_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Host names and URIs from this snapshot's manifest "
                           "(the state itself is read fresh from the hosts).")(f)
     f = click.option("--lab", is_flag=True,
-                     help="The hosts of `migplan lab up` ($MIGPLAN_LAB_DIR).")(f)
+                     help="The hosts of `migplan lab up`.")(f)
+    f = click.option("--state-dir", "state_dir", metavar="DIR", default=None,
+                     help=LAB_STATE_DIR_HELP)(f)
     return f
 
 
@@ -147,10 +162,12 @@ def _how(plan: Any) -> list[list[Any]]:
 
 
 def render_plan(plan: Any) -> str:
+    from planner.plan.migration import shown_uri
+
     rows: list[list[Any]] = [
         ["guest", plan.guest],
-        ["source", f"{plan.source} ({plan.source_uri})"],
-        ["destination", f"{plan.destination} ({plan.destination_uri})"],
+        ["source", f"{plan.source} ({shown_uri(plan.source_uri)})"],
+        ["destination", f"{plan.destination} ({shown_uri(plan.destination_uri)})"],
         *_how(plan),
         ["memory", _size(plan.memory_bytes)],
         ["expected transfer", f"{_size(plan.expected_transfer_bytes)} (memory + storage, "
@@ -196,7 +213,7 @@ def outcome_json(o: Any) -> dict[str, Any]:
 @click.option("--compressed", is_flag=True, help="Compress the memory stream.")
 @click.option("--parallel", type=click.IntRange(min=1), metavar="N", default=None,
               help="Migrate over N parallel connections.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), metavar="S", default=None,
+@click.option("--timeout", type=FiniteFloat(min=0.1), metavar="S", default=None,
               help="Completion timeout in seconds.")
 @click.option("--on-timeout", type=click.Choice(["abort", "postcopy"]), default="abort",
               show_default=True, help="At the timeout: abort (guest stays on the source) or "
@@ -204,7 +221,7 @@ def outcome_json(o: Any) -> dict[str, Any]:
 @policy_options
 @format_option("table", "json")
 def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: str | None,
-                os_cloud: str | None, force_libvirt: bool, uri_template: str | None,
+                state_dir: str | None, os_cloud: str | None, force_libvirt: bool, uri_template: str | None,
                 libvirt_user: str | None, libvirt_password_file: str | None, dry_run: bool, force: bool, copy_storage: str, bandwidth: int | None,
                 max_downtime: int | None, auto_converge: bool, postcopy: bool, compressed: bool,
                 parallel: int | None, timeout: float | None, on_timeout: str,
@@ -219,7 +236,10 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
     on the source (a transient guest becomes persistent there).  Ctrl-C aborts
     it.  Afterwards both hosts are asked where the guest is: exit 0 when it
     runs, persistent, on DEST and is gone from the source; exit 4 when the
-    migration failed and the guest still runs on its source.
+    migration failed and the source confirms the guest still runs there; exit 7
+    when a host could not answer (unknown: check before acting -- the message
+    says what each host said and the virsh commands to check); exit 8 when both
+    answered and neither runs it; exit 1 when it runs on DEST but not cleanly.
 
     A guest Nova manages (its domain XML carries <nova:instance>) is refused
     (exit 3) unless --force-libvirt: move it with --os-cloud NAME, through
@@ -254,14 +274,14 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
         refuse_libvirt_options(dict(
             bandwidth=bandwidth, max_downtime=max_downtime, auto_converge=auto_converge,
             postcopy=postcopy, compressed=compressed, parallel=parallel, source=source,
-            lab=lab, snapshot=snapshot, force_libvirt=force_libvirt, copy_storage=copy_storage,
-            on_timeout=on_timeout))
+            lab=lab, snapshot=snapshot, state_dir=state_dir, force_libvirt=force_libvirt,
+            copy_storage=copy_storage, on_timeout=on_timeout))
         cloud, services, uris = open_for_moves(os_cloud, uri_template)
         plan = plan_move(cloud, services, uris, guest, dest, opts, preflight, creds)
         driver = nova_driver(cloud, creds)
     else:
-        plan, driver = _libvirt_plan(guest, dest, source, lab, snapshot, uri_template, opts,
-                                     preflight, creds)
+        plan, driver = _libvirt_plan(guest, dest, source, known_hosts(lab, snapshot, state_dir),
+                                     uri_template, opts, preflight, creds)
     if dry_run:
         emit(render_json({"plan": plan.to_json()}) if fmt == "json" else render_plan(plan))
         return
@@ -283,19 +303,26 @@ def migrate_cmd(guest: str, dest: str, source: str | None, lab: bool, snapshot: 
                        "(--force-libvirt): Nova was not told; make its records (host, port "
                        "bindings, volumes, placement) match where it runs now", err=True)
         return
-    if outcome.status == "refused":
-        raise InfeasibleError(f"Nova refused to migrate {who}: {outcome.message}")
-    if outcome.status == "lost":
-        raise GuestLost(f"migration of {who}: the guest is lost; {outcome.message}")
-    if outcome.status == "unknown":
-        raise GuestStateUnknown(f"migration of {who}: unknown, check before acting; "
-                                f"{outcome.message}")
-    if outcome.on == plan.source:
-        raise MigrationFailed(f"migration of {who} failed; {outcome.message}")
-    raise MigplanError(f"migration of {who} did not complete cleanly; {outcome.message}")
+    if not outcome.ok:
+        raise outcome_error(outcome, who)
 
 
-def _libvirt_plan(guest: str, dest: str, source: str | None, lab: bool, snapshot: str | None,
+def outcome_error(o: Any, who: str | None = None) -> MigplanError:
+    """The error (and so the exit code) an outcome that is not a success gives."""
+    who = who or o.guest
+    if o.status == "refused":  # Nova refused, nothing moved (act.nova_verify)
+        return InfeasibleError(f"Nova refused to migrate {who}: {o.message}")
+    if o.status in ("failed", "aborted"):  # the source confirmed it runs there
+        return MigrationFailed(f"migration of {who} failed; {o.message}")
+    if o.status == "unknown":
+        return GuestStateUnknown(f"migration of {who}: unknown, check before acting; "
+                                 f"{o.message}")
+    if o.status == "lost":
+        return GuestLost(f"migration of {who}: the guest is lost; {o.message}")
+    return MigplanError(f"migration of {who} did not complete cleanly; {o.message}")
+
+
+def _libvirt_plan(guest: str, dest: str, source: str | None, hosts: dict[str, str],
                   uri_template: str | None, opts: Any, preflight: Any,
                   credentials: Any) -> tuple[Any, Any]:
     from planner.adapters.libvirt import LibvirtMigrationDriver
@@ -304,7 +331,7 @@ def _libvirt_plan(guest: str, dest: str, source: str | None, lab: bool, snapshot
     if uri_template:
         raise UsageError("--uri-template needs --os-cloud")
     driver = LibvirtMigrationDriver(credentials)
-    plan = prepare(guest, dest, hosts=known_hosts(lab, snapshot), source=source, opts=opts,
+    plan = prepare(guest, dest, hosts=hosts, source=source, opts=opts,
                    preflight=preflight, read=fresh_reader(credentials),
-                   presence=driver.presence)
+                   presence=driver.presence, host_uuid=driver.host_uuid)
     return plan, driver

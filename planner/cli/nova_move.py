@@ -23,7 +23,8 @@ from planner.errors import InputError, UsageError
 LIBVIRT_ONLY = {"bandwidth": "--bandwidth", "max_downtime": "--max-downtime",
                 "auto_converge": "--auto-converge", "postcopy": "--postcopy",
                 "compressed": "--compressed", "parallel": "--parallel", "source": "--source",
-                "lab": "--lab", "snapshot": "--snapshot", "force_libvirt": "--force-libvirt"}
+                "lab": "--lab", "snapshot": "--snapshot", "state_dir": "--state-dir",
+                "force_libvirt": "--force-libvirt"}
 
 
 def refuse_libvirt_options(given: Mapping[str, Any]) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
+import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import click
 
+from planner.adapters.files import read_user_file
 from planner.errors import InputError
+from planner.review.text import printable, printable_lines
 
 MAX_INPUT_FILE = 512 * 1024 * 1024
 
@@ -25,6 +26,28 @@ def format_option(*choices: str, default: str | None = None) -> Callable[[Any], 
     return opt
 
 
+class FiniteFloat(click.ParamType):  # type: ignore[type-arg]
+    """A number that is a number: nan and inf are refused (nan passes every comparison
+    a range check makes, so --cpu-ratio nan used to approve every move)."""
+
+    name = "float"
+
+    def __init__(self, min: float | None = None) -> None:  # noqa: A002 - click's spelling
+        self.min = min
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> float:
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(f):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.min is not None and f < self.min:
+            self.fail(f"{value!r} is smaller than {self.min:g}", param, ctx)
+        return f
+
+
 cpu_map_option = click.option(
     "--cpu-map", "cpu_map", metavar="DIR", default=None,
     help="Load CPU models from this libvirt cpu_map directory (e.g. a host's "
@@ -35,29 +58,15 @@ cpu_map_option = click.option(
 
 
 def read_input(path: str) -> bytes:
-    """Read a user-named file with a clear error and a size bound."""
-    p = Path(path)
-    if path == "-":
-        data = sys.stdin.buffer.read(MAX_INPUT_FILE + 1)
-    else:
-        if not p.exists():
-            raise InputError(f"{path}: no such file")
-        if p.is_dir():
-            raise InputError(f"{path}: is a directory, not a file")
-        try:
-            size = p.stat().st_size
-            if size > MAX_INPUT_FILE:
-                raise InputError(f"{path}: {size} bytes is larger than the {MAX_INPUT_FILE}-byte limit")
-            data = p.read_bytes()
-        except PermissionError:
-            raise InputError(f"{path}: permission denied") from None
-    if len(data) > MAX_INPUT_FILE:
-        raise InputError(f"{path}: larger than the {MAX_INPUT_FILE}-byte limit")
-    return data
+    """Read a user-named file (``-``: stdin) with a clear error, a size bound, and for
+    pipes a bound on silence (``planner.adapters.files``)."""
+    return read_user_file(path, MAX_INPUT_FILE)
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    """Aligned columns; every cell on one line with its control characters escaped."""
+    cells = [[printable(str(h)) for h in headers]] + \
+        [["" if c is None else printable(str(c)) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     out = io.StringIO()
     for n, row in enumerate(cells):
@@ -67,21 +76,55 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return out.getvalue()
 
 
+#: A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
+#: (OWASP "CSV injection"): such text cells get a leading apostrophe.
+CSV_FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(c: Any) -> Any:
+    if c is None:
+        return ""
+    if isinstance(c, str) and c.startswith(CSV_FORMULA_LEADS):
+        return "'" + c
+    return c
+
+
 def render_csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """RFC 4180 CSV by the csv module; text cells a spreadsheet would run are neutralised."""
+    # The csv module quotes a field holding a character of its line terminator: with
+    # "\r\n" a lone CR in a name is quoted too (with "\n" it would be written bare and
+    # end the row for every reader); each row then ends in "\n", like the rest of migplan.
     out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(headers)
-    for r in rows:
-        w.writerow(["" if c is None else c for c in r])
+    row = io.StringIO()
+    w = csv.writer(row, lineterminator="\r\n")
+    for r in [headers, *rows]:
+        w.writerow([csv_cell(c) for c in r])
+        out.write(row.getvalue()[:-2] + "\n")
+        row.seek(0)
+        row.truncate()
     return out.getvalue()
 
 
 def render_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    """Standard JSON (no NaN or Infinity, which strict parsers refuse), ASCII only."""
+    return json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def unwind_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so half-written output is removed on the way out."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 def emit(text: str) -> None:
-    click.echo(text, nl=False)
+    """Write output: line breaks kept, every other control character escaped (a name
+    in the output can neither move the cursor nor recolour the terminal)."""
+    click.echo(printable_lines(text), nl=False)
 
 
 def read_text(path: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import click
 from planner.adapters.catalogs import catalog_for_hosts, load_catalog
 from planner.assess.rules import Policy
 from planner.cli.output import (
+    FiniteFloat,
     cpu_map_option,
     emit,
     format_option,
@@ -19,14 +21,16 @@ from planner.cli.output import (
     render_csv,
     render_json,
     render_table,
+    unwind_on_sigterm,
 )
 from planner.errors import InputError, UsageError
+from planner.review.text import printable
 
 
 def policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--no-block-migration", is_flag=True,
                      help="Treat guests with local disks as blocked instead of warning.")(f)
-    f = click.option("--cpu-ratio", type=click.FloatRange(min=0.1), default=4.0, show_default=True,
+    f = click.option("--cpu-ratio", type=FiniteFloat(min=0.1), default=4.0, show_default=True,
                      help="vCPUs allowed per host CPU (Nova's cpu_allocation_ratio).")(f)
     f = click.option("--memory-reserve", "memory_reserve", type=click.IntRange(min=0),
                      default=512, show_default=True, metavar="MIB",
@@ -45,6 +49,8 @@ def _load(snapshot: str) -> Any:
     from planner.snapshot.read import load
 
     inv = load(snapshot)
+    for w in inv.warnings:
+        click.echo(printable(f"Warning: {w}"), err=True)
     # The inventory lives until exit: keep the collector from rescanning its
     # millions of objects each time the analysis allocates (a 10,000-host
     # snapshot spent seconds in collections).
@@ -77,6 +83,10 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
     advice, migration domains, one-way pairs, stranded guests and the
     feasibility matrix.  Changes nothing on any host.
 
+    Exit code 0; 3 when guests are stranded (no other host can take them; the
+    settings are still written); 6 when some aggregate has no settings every one
+    of its hosts can run (they are not written).
+
     \b
     Example:
       migplan recommend snapshots/today
@@ -104,7 +114,7 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
     finally:
         gc.enable()
     if out:
-        _write_out(Path(out), rep, detail)
+        _write_out(Path(out), rep, detail, snapshot)
     if fmt == "json":
         # Streamed: a large cluster's document is hundreds of MB.
         for chunk in report.iter_report_json(rep, detail):
@@ -112,25 +122,42 @@ def recommend_cmd(snapshot: str, fmt: str, out: str | None, groups_file: str | N
     else:
         emit(report.report_text(rep, render_table))
         if out:
-            emit(f"\nWrote {out}/: report.json, matrix.csv, nova-cpu*.conf, nova-cpu*.yml\n")
+            emit(f"\nWrote {out}/: report.json, matrix.csv, nova-cpu*.conf, nova-cpu*.yml "
+                 "(and migplan-run.json, the list of this run's files)\n")
+    code, why = report.exit_status(rep)
+    if code:
+        # a finding, not an error: the report above is complete
+        click.echo(printable(f"migplan recommend: {why} (exit {code})"), err=True)
+        raise SystemExit(code)
 
 
-def _write_out(d: Path, rep: Any, detail: str) -> None:
-    from planner.review import report
+#: what `recommend --out` wrote before migplan-run.json: such a directory is replaced too
+EARLIER_OUT = re.compile(r"report\.json|matrix\.csv|nova-cpu(\.[A-Za-z0-9._-]+)?\.(conf|yml)")
 
+
+def _write_out(d: Path, rep: Any, detail: str, snapshot: str) -> None:
+    """The --out set, published whole (planner.adapters.outdir.OutputSet): a run
+    interrupted or failing leaves DIR as the previous run left it."""
+    from planner.adapters.outdir import OutputSet
+    from planner.review import nova_files, report
+
+    unwind_on_sigterm()
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        with (d / "report.json").open("w") as f:
-            for chunk in report.iter_report_json(rep, detail):
-                f.write(chunk)
-        rows = report.matrix(rep, report.matrix_detail(rep, detail))
-        (d / "matrix.csv").write_text(render_csv(report.MATRIX_CSV_HEADERS,
-                                                 report.matrix_csv_rows(list(rows))))
-        single = len(rep.recs) == 1
-        for rec in rep.recs:
-            stem = "nova-cpu" if single else f"nova-cpu.{report.slug(rec.scope)}"
-            (d / f"{stem}.conf").write_text(report.nova_ini(rec))
-            (d / f"{stem}.yml").write_text(report.globals_yaml(rec))
+        with OutputSet(d, "recommend", say=lambda m: click.echo(m, err=True),
+                       earlier=EARLIER_OUT) as out:
+            with out.open("report.json") as f:
+                for chunk in report.iter_report_json(rep, detail):
+                    f.write(chunk)
+            rows = report.matrix(rep, report.matrix_detail(rep, detail))
+            out.write("matrix.csv", render_csv(report.MATRIX_CSV_HEADERS,
+                                               report.matrix_csv_rows(list(rows))))
+            stems = nova_files.settings_stems([rec.scope for rec in rep.recs])
+            for rec in rep.recs:
+                if rec.cannot_run:
+                    continue  # never a configuration some host cannot run (exit 6)
+                out.write(f"{stems[rec.scope]}.conf", nova_files.nova_ini(rec, rep.cat))
+                out.write(f"{stems[rec.scope]}.yml", nova_files.globals_yaml(rec, rep.cat))
+            out.commit({"snapshot": snapshot})
     except OSError as err:
         raise InputError(f"--out {d}: cannot write: {err.strerror or err}") from None
 
@@ -140,41 +167,63 @@ def _write_out(d: Path, rep: Any, detail: str) -> None:
 @click.argument("dest", metavar="DEST")
 @click.option("--snapshot", "snapshot", metavar="SNAPSHOT", required=True,
               help="The inventory snapshot directory.")
+@click.option("--source", "source", metavar="HOST", default=None,
+              help="The host GUEST is on, when guests of that name are on several hosts.")
 @format_option("table", "json")
 @policy_options
-def check_cmd(guest: str, dest: str, snapshot: str, fmt: str, cpu_map: str | None,
-              memory_reserve: int, cpu_ratio: float, no_block_migration: bool) -> None:
+def check_cmd(guest: str, dest: str, snapshot: str, source: str | None, fmt: str,
+              cpu_map: str | None, memory_reserve: int, cpu_ratio: float,
+              no_block_migration: bool) -> None:
     """Can GUEST live-migrate to host DEST?  One verdict with every rule's reason.
 
-    Exit code 0 when the move is feasible (ok or warn), 3 when it is blocked or
-    when the snapshot lacks data a rule needs (unknown: not proven feasible).
+    GUEST is a guest's name or UUID; when guests of one name are on several hosts,
+    --source HOST (or the UUID) says which.  Exit code 0 when the move is feasible
+    (ok or warn), 3 when it is blocked or when the snapshot lacks data a rule needs
+    (unknown: not proven feasible).
 
     \b
     Example:
       migplan check web-01 cn03 --snapshot snapshots/today
-      migplan check web-01 cn03 --snapshot snapshots/today --format json
+      migplan check web-01 cn03 --snapshot snapshots/today --source cn01 --format json
     """
     from planner.assess.rules import assess
-    from planner.review import report
+    from planner.review import check
 
     inv = _load(snapshot)
     cat = load_catalog(cpu_map) if cpu_map else catalog_for_hosts(inv.hosts)
-    # GUEST: the libvirt name, or (a guest Nova manages) its server's name or UUID
-    by_server = {k: n for n, (name, uuid) in inv.nova_servers().items()
-                 for k in (name, uuid) if k}
-    guest = guest if any(d.name == guest for d in inv.domains()) else by_server.get(guest, guest)
-    src = next((h for h in inv.hosts for d in h.domains if d.name == guest), None)
-    if src is None:
-        raise UsageError(f"guest {guest!r} is not in snapshot {snapshot}")
+    src, dom = _find_guest(inv, guest, source, snapshot)
     dst = inv.host(dest)
     if dst is None:
         raise UsageError(f"host {dest!r} is not in snapshot {snapshot} "
                          f"(hosts: {', '.join(h.name for h in inv.hosts[:10])})")
-    dom = next(d for d in src.domains if d.name == guest)
     a = assess(dom, src, dst, _policy(memory_reserve, cpu_ratio, no_block_migration), cat)
     if fmt == "json":
-        emit(render_json(report.check_json(a, inv.nova_servers())))
+        emit(render_json(check.check_json(a, inv.nova_servers())))
     else:
-        emit(report.check_text(a, render_table, inv.nova_servers()))
+        emit(check.check_text(a, render_table, inv.nova_servers()))
     if not a.feasible:
         raise SystemExit(3)
+
+
+def _find_guest(inv: Any, guest: str, source: str | None, snapshot: str) -> tuple[Any, Any]:
+    """(host, guest) for a guest name or UUID (for a guest Nova manages, also its server's
+    name); several candidates need --source."""
+    found = [(h, d) for h in inv.hosts for d in h.domains
+             if d.name == guest or (d.uuid is not None and d.uuid.lower() == guest.lower())]
+    if not found:
+        by_server = {name: n for n, (name, _uuid) in inv.nova_servers().items()}
+        found = [(h, d) for h in inv.hosts for d in h.domains if d.name == by_server.get(guest)]
+    if source is not None:
+        src = inv.host(source)
+        if src is None:
+            raise UsageError(f"--source {source!r} is not a host of snapshot {snapshot}")
+        found = [(h, d) for h, d in found if h.name == src.name]
+        if not found:
+            raise UsageError(f"guest {guest!r} is not on {source} in snapshot {snapshot}")
+    if not found:
+        raise UsageError(f"guest {guest!r} is not in snapshot {snapshot}")
+    if len(found) > 1:
+        where = ", ".join(f"{h.name} (UUID {d.uuid})" for h, d in found[:5])
+        raise UsageError(f"guests named {guest!r} are on several hosts: {where}; say which "
+                         "with --source HOST, or give the guest's UUID")
+    return found[0]

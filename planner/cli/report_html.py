@@ -44,10 +44,12 @@ def report_cmd(snapshot: str, out: str, max_models: int, cpu_map: str | None,
     rep = load_report(snapshot, load_catalog(cpu_map) if cpu_map else None,
                       _policy(memory_reserve, cpu_ratio, no_block_migration))
     page = render_html(rep, max_models=max_models)
+    from planner.adapters.outdir import atomic_write
+
     dest = Path(out)
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        (dest / "capacity-review.html").write_text(page, encoding="utf-8")
+        atomic_write(dest / "capacity-review.html", page)  # whole or not at all
     except OSError as err:
         raise InputError(f"{out}: cannot write the report: {err.strerror}") from None
     click.echo(f"wrote {dest / 'capacity-review.html'}")

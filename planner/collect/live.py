@@ -21,7 +21,7 @@ from planner.collect.run import HostConn, read_host
 from planner.collect.sources import redact_uri
 from planner.model import Domain, Host, StoragePool
 from planner.parse.guest import parse_domain
-from planner.parse.host import build_host, parse_pool
+from planner.parse.host import build_host, hostdev_network, parse_pool
 from planner.snapshot.read import MISSING
 
 Connect = Callable[[str], HostConn]
@@ -61,10 +61,16 @@ def host_from_raw(name: str, raw: Mapping[str, Any], uri: str) -> Host:
                    for g in raw["domains"]]
     else:
         missing.append(MISSING["domains"])
+    networks = None
+    if raw.get("networks") is not None:
+        found = (hostdev_network(n["xml"].encode(), f"{name}: network {n['name']}")
+                 for n in raw["networks"])
+        networks = [n for n in found if n is not None]
     dc = raw.get("domcapabilities")
     return build_host(name, raw["capabilities"].encode(), uri=redact_uri(uri),
                       domcapabilities=dc.encode() if dc else None, facts=facts, pools=pools,
-                      domains=domains, missing=missing, source=f"{name}: ")
+                      domains=domains, missing=missing, source=f"{name}: ",
+                      guests_listed=raw.get("domains") is not None, hostdev_networks=networks)
 
 
 def read_one(name: str, uri: str, connect: Connect = default_connect) -> Host:

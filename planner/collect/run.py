@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import glob
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from planner import __version__
+from planner.adapters.outdir import clean_leftovers, staging_dir
 from planner.collect.credentials import LibvirtCredentials
 from planner.collect.sources import Target, redact_uri, uri_host
 from planner.errors import HostError, InputError, MigplanError, PartialError, UsageError
@@ -60,6 +61,7 @@ class HostConn(Protocol):
     def versions(self) -> dict[str, Any]: ...
     def hostname(self) -> str: ...
     def storage_pools(self) -> list[dict[str, Any]]: ...
+    def networks(self) -> list[dict[str, Any]]: ...
     def domains(self) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
@@ -207,6 +209,7 @@ def read_host(conn: HostConn) -> dict[str, Any]:
             for c in summary.cell_ids
         ]
     raw["pools"] = opt("storage_pools", conn.storage_pools)
+    raw["networks"] = opt("networks", conn.networks)
     raw["domains"] = opt("domains", conn.domains)
     facts["errors"] = errors
     return raw
@@ -236,6 +239,7 @@ def collect(
     workers: int = DEFAULT_WORKERS,
     progress: Callable[[HostEvent], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    say: Callable[[str], None] | None = None,
     nova: NovaFacts | None = None,
     credentials: LibvirtCredentials | None = None,
 ) -> CollectResult:
@@ -243,7 +247,8 @@ def collect(
 
     One host's failure (unreachable, auth refused, timeout, broken answer) is
     recorded in the manifest and the others are collected; the caller decides
-    what a partial result means (``CollectResult.raise_if_partial``).  ``nova``
+    what a partial result means (``CollectResult.raise_if_partial``).  ``say``
+    reports leftovers of interrupted collects removed beside ``out_dir``.  ``nova``
     (what Nova said, read before the hosts) is written as the snapshot's nova.json.
     ``credentials`` (SASL) go to every host's libvirt, never into the snapshot.
     """
@@ -255,6 +260,7 @@ def collect(
         raise UsageError("--workers must be at least 1")
     out = Path(out_dir)
     check_out_dir(out)
+    _leftovers(out, say or (lambda _m: None))
     connect = connect or (lambda uri: default_connect(uri, credentials))
     total = len(targets)
     lock = threading.Lock()
@@ -267,7 +273,8 @@ def collect(
 
     collected_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     start = clock()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.collecting-", dir=out.parent))
+    # .OUT.collect-PID-XXXX: a collect killed with SIGKILL leaves it; the next one removes it
+    tmp = staging_dir(out, "collect")
     try:
         stage = tmp / "staging"
         stage.mkdir()
@@ -304,6 +311,16 @@ def collect(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return CollectResult(out, collected_at, duration, hosts)
+
+
+def _leftovers(out: Path, say: Callable[[str], None]) -> None:
+    """Remove what killed collects into ``out`` left (``.OUT.collect-PID-*``); name the
+    ones an earlier migplan left (``.OUT.collecting-*``, no pid to tell whether it runs)."""
+    clean_leftovers(out, "collect", say)
+    with contextlib.suppress(OSError):
+        for old in sorted(out.parent.glob(f".{glob.escape(out.name)}.collecting-*")):
+            say(f"found {old}: left by an interrupted collect of an earlier migplan (never a "
+                f"snapshot): remove it with rm -r {old}")
 
 
 def _collect_one(i: int, t: Target, stage: Path, *, total: int, connect: Connect,

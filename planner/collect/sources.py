@@ -3,13 +3,17 @@
 Pure parsing (text in, targets out): reading the files is the caller's job.
 A hostname becomes a libvirt URI through a template such as
 ``qemu+ssh://root@{host}/system``; ``{host}`` is the address to reach
-(Ansible's ``ansible_host`` when set) and ``{name}`` the inventory name.
+(Ansible's ``ansible_host`` when set), ``{name}`` the inventory name and ``{user}``
+Ansible's ``ansible_user`` (root when unset); ``ansible_port`` becomes the port of ssh
+URIs (``qemu+ssh://kolla@10.0.0.5:2222/system``).  Group variables (``[g:vars]``,
+``vars:``) apply to the group's hosts as in Ansible: parents first, children over them,
+a host's own variables last.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -17,7 +21,9 @@ import yaml
 
 from planner.errors import InputError, UsageError
 
-DEFAULT_URI_TEMPLATE = "qemu+ssh://root@{host}/system"
+DEFAULT_URI_TEMPLATE = "qemu+ssh://{user}@{host}/system"
+#: libvirt transports that go over ssh: Ansible's ansible_port is their port.
+SSH_TRANSPORTS = ("ssh", "libssh", "libssh2")
 
 _HOST_RE = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])$")
 _URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -55,13 +61,63 @@ def uri_host(uri: str) -> str | None:
         return None
 
 
-def uri_for(host: str, template: str, name: str | None = None) -> str:
+#: libvirt's default ports per remote transport (docs: "Remote URIs").
+_DEFAULT_PORTS = {"tcp": 16509, "tls": 16514, "ssh": 22, "libssh": 22, "libssh2": 22}
+
+
+def uri_identity(uri: str) -> tuple[str, ...] | None:
+    """What makes two libvirt URIs reach the same daemon: driver, transport, host and port
+    (default ports filled in, case of the host ignored); user, path and query are how,
+    not where.  None for a URI without a host (local drivers, test:///)."""
+    try:
+        u = urlsplit(uri)
+        host, port = u.hostname, u.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    driver, _, transport = u.scheme.lower().partition("+")
+    transport = transport or "tls"  # libvirt: a remote URI without transport is TLS
+    if port is None:
+        port = _DEFAULT_PORTS.get(transport)
+    return (driver, transport, host.lower(), str(port))
+
+
+def same_uri(a: str, b: str) -> bool:
+    """``a`` and ``b`` reach the same libvirt daemon (the same string, or uri_identity)."""
+    if a == b:
+        return True
+    ia = uri_identity(a)
+    return ia is not None and ia == uri_identity(b)
+
+
+_NETLOC_HOST_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?(?:\[[^\]]*\]|[^/?#:]*))")
+
+
+def uri_for(host: str, template: str, name: str | None = None, *, user: str | None = None,
+            port: int | None = None) -> str:
+    """The URI of one host: ``template`` with {host}, {name} and {user} (root by default);
+    ``port`` (Ansible's ansible_port) set on ssh transports whose URI names none."""
     if "{host}" not in template and "{name}" not in template:
         raise UsageError(f"--uri-template {template!r} has neither {{host}} nor {{name}}")
     try:
-        return template.format(host=host, name=name or host)
+        uri = template.format(host=host, name=name or host, user=quote(user or "root", safe=""))
     except (KeyError, IndexError, ValueError) as err:
-        raise UsageError(f"--uri-template {template!r}: {err} (use {{host}} and {{name}})") from None
+        raise UsageError(f"--uri-template {template!r}: {err} (use {{host}}, {{name}} and "
+                         "{user})") from None
+    if port is not None:
+        scheme = uri.split("://", 1)[0].lower()
+        m = _NETLOC_HOST_RE.match(uri)
+        if scheme.partition("+")[2] in SSH_TRANSPORTS and m is not None and uri_port(uri) is None:
+            uri = m.group(1) + f":{port}" + uri[m.end(1):]
+    return uri
+
+
+def uri_port(uri: str) -> int | None:
+    try:
+        return urlsplit(uri).port
+    except ValueError:
+        return None
 
 
 def from_uris(uris: list[str]) -> list[Target]:
@@ -100,6 +156,7 @@ def parse_hosts_file(text: str, source: str, template: str = DEFAULT_URI_TEMPLAT
 class _Group:
     hosts: dict[str, dict[str, Any]]
     children: list[str]
+    vars: dict[str, Any] = field(default_factory=dict)
 
 
 def expand_pattern(pattern: str, source: str = "") -> list[str]:
@@ -152,13 +209,16 @@ def _parse_ini(text: str, source: str) -> dict[str, _Group]:
                                  "(expected :children or :vars)")
             groups.setdefault(section, _Group({}, []))
             continue
-        if kind == "vars":
-            continue
         try:
             words = shlex.split(line, comments=True)
         except ValueError as err:
             raise InputError(f"{source}, line {n}: {err}") from None
         if not words:
+            continue
+        if kind == "vars":
+            k, eq, v = line.partition("=")
+            if eq and k.strip():
+                groups[section].vars[k.strip()] = v.strip().strip("'\"")
             continue
         if kind == "children":
             groups[section].children.append(words[0])
@@ -192,6 +252,10 @@ def _parse_yaml(text: str, source: str) -> dict[str, _Group]:
                 raise InputError(f"{source}: {path}.hosts.{pattern} must be a mapping or empty")
             for h in expand_pattern(str(pattern), source):
                 g.hosts.setdefault(h, {}).update(hvars or {})
+        gvars = body.get("vars") or {}
+        if not isinstance(gvars, dict):
+            raise InputError(f"{source}: {path}.vars must be a mapping")
+        g.vars.update(gvars)
         children = body.get("children") or {}
         if not isinstance(children, dict):
             raise InputError(f"{source}: {path}.children must be a mapping of groups")
@@ -254,21 +318,80 @@ def parse_ansible_inventory(text: str, source: str, group: str,
         walk(group, ())
     if not names:
         raise InputError(f"{source}: group {group!r} has no hosts")
+    effective = _effective_vars(groups, all_hosts)
     out = []
     for h in names:
-        addr = str(all_hosts.get(h, {}).get("ansible_host") or h)
+        v = effective.get(h, {})
+        addr = str(v.get("ansible_host") or h)
         if ":" in addr and not addr.startswith("["):
             addr = f"[{addr}]"  # an IPv6 address in a URI
-        out.append(Target(uri_for(quote(addr, safe=":[]"), template, h), h))
+        user = v.get("ansible_user") or v.get("ansible_ssh_user")
+        out.append(Target(uri_for(quote(addr, safe=":[]"), template, h,
+                                  user=str(user) if user else None,
+                                  port=_port(v, h, source)), h))
+    return out
+
+
+def _port(v: dict[str, Any], host: str, source: str) -> int | None:
+    raw = v.get("ansible_port", v.get("ansible_ssh_port"))
+    if raw is None or raw == "":
+        return None
+    try:
+        port = int(str(raw))
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise InputError(f"{source}: host {host}: ansible_port {raw!r} is not a port number")
+    return port
+
+
+def _effective_vars(groups: dict[str, _Group],
+                    host_vars: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each host's variables as Ansible sees them: group variables by depth (all, then
+    parents, then children; ties by name), the host's own last."""
+    parents: dict[str, set[str]] = {}
+    for name, g in groups.items():
+        for c in g.children:
+            parents.setdefault(c, set()).add(name)
+    depth: dict[str, int] = {}
+
+    def depth_of(name: str, stack: tuple[str, ...] = ()) -> int:
+        if name not in depth:
+            ps = [p for p in parents.get(name, ()) if p not in stack]
+            depth[name] = 1 + max((depth_of(p, (*stack, name)) for p in ps), default=0)
+        return depth[name]
+
+    members: dict[str, set[str]] = {}
+
+    def members_of(name: str, stack: tuple[str, ...] = ()) -> set[str]:
+        if name not in members:
+            g = groups.get(name)
+            m = set(g.hosts) if g else set()
+            for c in (g.children if g else ()):
+                if c not in stack:
+                    m |= members_of(c, (*stack, name))
+            members[name] = m
+        return members[name]
+
+    out: dict[str, dict[str, Any]] = {h: {} for h in host_vars}
+    for name in sorted(groups, key=lambda n: (0 if n == "all" else depth_of(n), n)):
+        gv = groups[name].vars
+        if gv:
+            for h in (host_vars if name == "all" else members_of(name)):
+                out.setdefault(h, {}).update(gv)
+    for h, v in host_vars.items():
+        out[h].update(v)
     return out
 
 
 def dedupe(targets: list[Target]) -> list[Target]:
-    """Drop repeated URIs (the same host named twice); keep the first."""
-    seen: set[str] = set()
+    """Drop URIs that reach a daemon named before (the same string, or the same
+    ``uri_identity``: another port spelling, another case); keep the first."""
+    seen: set[object] = set()
     out = []
     for t in targets:
-        if t.uri not in seen:
-            seen.add(t.uri)
+        key = uri_identity(t.uri) or t.uri
+        if key not in seen:
+            seen.add(key)
             out.append(t)
     return out

@@ -12,6 +12,7 @@ one Python ``int``; a feature set is then a bitmask and libvirt's
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,7 +207,8 @@ class Catalog:
         features: list[Feature] = []
         for fd in doc["features"]:
             items = tuple(_item_from_json(d) for d in fd["data"])
-            features.append(Feature(fd["name"], items, bool(fd["migratable"]), space.mask(items)))
+            name = check_name("feature", fd["name"], str(source))
+            features.append(Feature(name, items, bool(fd["migratable"]), space.mask(items)))
         by_name = {f.name: f for f in features}
         models: list[Model] = []
         for md in doc["models"]:
@@ -223,7 +225,7 @@ class Catalog:
             )
             models.append(
                 Model(
-                    md["name"],
+                    check_name("model", md["name"], str(source)),
                     md["vendor"],
                     sigs,
                     bool(md["decode"]["host"]),
@@ -237,7 +239,8 @@ class Catalog:
                     md.get("ancestor"),
                 )
             )
-        vendors = [(v["name"], v["string"]) for v in doc["vendors"]]
+        vendors = [(check_name("vendor", v["name"], str(source)), v["string"])
+                   for v in doc["vendors"]]
         return cls(
             vendors,
             features,
@@ -252,6 +255,20 @@ class Catalog:
         from planner.cpu.cpu_map import load_cpu_map
 
         return load_cpu_map(read, source)
+
+
+#: What a vendor, feature or model name may be: every name of libvirt's x86 cpu_map is
+#: letters, digits, ``_ . -`` (and ``+``); nothing that could end a value in nova.conf
+#: (``,``), start a line or a comment, or leave a file name (``/``).
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}")
+
+
+def check_name(kind: str, name: str, where: str) -> str:
+    """``name`` when it is a name a CPU catalog may hold, else an InputError naming it."""
+    if not NAME_RE.fullmatch(name):
+        raise InputError(f"{where}: invalid CPU {kind} name {name!r} (a catalog name is "
+                         "letters, digits and _ . + -)")
+    return name
 
 
 def _item_from_json(d: dict[str, Any]) -> DataItem:

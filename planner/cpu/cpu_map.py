@@ -33,6 +33,7 @@ from planner.cpu.catalog import (
     Feature,
     Model,
     Signature,
+    check_name,
 )
 from planner.errors import InputError
 from planner.parse.xmlsafe import parse_document
@@ -128,6 +129,7 @@ class _Loader:
             name, string = v.get("name"), v.get("string")
             if not name or not string or len(string) != 12:
                 raise InputError(f"{where}: invalid vendor {name!r}")
+            check_name("vendor", name, where)
             if any(n == name for n, _ in self.vendors):
                 raise InputError(f"{where}: CPU vendor {name} already defined")
             self.vendors.append((name, string))
@@ -140,6 +142,7 @@ class _Loader:
         name = el.get("name")
         if not name:
             raise InputError(f"{where}: feature without a name")
+        check_name("feature", name, where)
         if name in self.feature_by_name:
             raise InputError(f"{where}: CPU feature {name} already defined")
         items: list[DataItem] = []
@@ -166,6 +169,7 @@ class _Loader:
         name = el.get("name")
         if not name:
             raise InputError(f"{where}: model without a name")
+        check_name("model", name, where)
         if name in self.index_of:
             raise InputError(f"{where}: Multiple definitions of CPU model '{name}'")
         compat = self._check(el, where, name)

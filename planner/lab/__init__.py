@@ -561,7 +561,7 @@ class Lab:
             "hosts": [{"name": h.name, "address": h.address, "uri": h.uri} for h in self.hosts],
         }
         tmp = self.state_dir / "lab.json.tmp"
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
         tmp.replace(self.state_dir / "lab.json")
         self.recorded = data
 

@@ -99,7 +99,8 @@ class NovaLab:
 
     @property
     def clouds_yaml(self) -> Path:
-        return self.root / "clouds.yaml"
+        """In the lab's state directory itself (beside lab.json), where operators look."""
+        return self.lab.state_dir / "clouds.yaml"
 
     def spec(self) -> cfg.NovaLabSpec:
         virt = "kvm" if self.lab.accel == "kvm" and kvm_usable() else "qemu"
@@ -401,6 +402,7 @@ class NovaLab:
         self._sweep()
         if self.root.exists():
             shutil.rmtree(self.root)
+        self.clouds_yaml.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.lab.state_dir.rmdir()  # the lab removed its own files before
         self.recorded = {}

@@ -10,7 +10,7 @@ from lxml import etree
 
 from planner.errors import InputError
 from planner.model import Disk, Domain, HostDev, NovaInstance
-from planner.parse.guest import children, domain_from_root
+from planner.parse.guest import children, domain_from_root, with_sizes
 from planner.parse.host import CpuCache, document_root
 from planner.parse.xmlsafe import check_document
 
@@ -24,7 +24,9 @@ from planner.parse.xmlsafe import check_document
 # longer matches and is parsed; a digest of another version or of a wrong
 # shape is ignored and the XML parsed.  See docs/snapshot.md.
 
-DIGEST_VERSION = 2  # 2: the <nova:instance> metadata (field 18)
+#: 2: guests' networks (issue 14); 3: the <nova:instance> metadata (issue 12).  Digests of
+#: another version are ignored, their XML parsed.
+DIGEST_VERSION = 3
 
 # NovaInstance's fields in digest order: (name, kind) with kind "s" (str or None) or "i" (int
 # or None).  The digest stores them as a list in this order, or null for a guest Nova does not
@@ -58,7 +60,7 @@ def domain_digest(xml: bytes, source: str = "domain.xml") -> dict[str, Any] | No
               [[k.target, k.device, k.source_type, k.source, k.protocol, k.pool, k.readonly,
                 k.shareable] for k in d.disks],
               [[h.kind, h.address] for h in d.hostdevs],
-              d.tsc_frequency,
+              d.tsc_frequency, list(d.networks),
               None if d.nova is None else [getattr(d.nova, f) for f, _k in _NOVA_FIELDS]],
     }
 
@@ -93,6 +95,12 @@ def _ints(x: Any) -> tuple[int, ...]:
     if type(x) is not list:
         raise _Bad
     return tuple(map(_nat, x))
+
+
+def _strs(x: Any) -> tuple[str, ...]:
+    if type(x) is not list:
+        raise _Bad
+    return tuple(map(_str, x))
 
 
 def _rows(x: Any, n: int) -> list[list[Any]]:
@@ -131,7 +139,7 @@ def domain_from_digest(digest: Any, xml: bytes, source: str, *, host: str = "",
         return None
     try:
         f = digest["d"]
-        if type(f) is not list or len(f) != 19:
+        if type(f) is not list or len(f) != 20:
             raise _Bad
         cpu_key = _ostr(f[5])
         cpu = None
@@ -161,14 +169,15 @@ def domain_from_digest(digest: Any, xml: bytes, source: str, *, host: str = "",
             numatune_nodes=_ints(f[12]),
             vnuma_cells=tuple((_nat(i), _ints(c), _nat(m)) for i, c, m in _rows(f[13], 3)),
             hugepages_kib=_ints(f[14]),
-            disks=tuple(Disk(target=_str(t), device=_str(dv), source_type=_str(st),
-                             source=_ostr(sr), protocol=_ostr(pr), pool=_ostr(po),
-                             readonly=_bool(ro), shareable=_bool(sh))
-                        for t, dv, st, sr, pr, po, ro, sh in _rows(f[15], 8)),
+            disks=with_sizes(tuple(Disk(target=_str(t), device=_str(dv), source_type=_str(st),
+                                        source=_ostr(sr), protocol=_ostr(pr), pool=_ostr(po),
+                                        readonly=_bool(ro), shareable=_bool(sh))
+                                   for t, dv, st, sr, pr, po, ro, sh in _rows(f[15], 8)), meta),
             hostdevs=tuple(HostDev(_str(k), _ostr(a)) for k, a in _rows(f[16], 2)),
             tsc_frequency=_oint(f[17]),
             host=host,
-            nova=_nova(f[18], uuid),
+            networks=_strs(f[18]),
+            nova=_nova(f[19], uuid),
         )
     except (_Bad, InputError, KeyError, TypeError, ValueError):
         return None

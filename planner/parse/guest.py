@@ -6,6 +6,7 @@ Pure: bytes in, a frozen dataclass out; every ``<cpu>`` through ``planner.cpu.pa
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from planner.cpu.parse import parse_cpu_element
@@ -147,13 +148,44 @@ def _findtext(els: list[Any] | None) -> str | None:
 _DEVICE_TAGS = frozenset({"disk", "hostdev", "interface"})
 
 
-def _devices(devices: Any) -> tuple[tuple[Disk, ...], tuple[HostDev, ...]]:
+def _devices(devices: Any) -> tuple[tuple[Disk, ...], tuple[HostDev, ...], tuple[str, ...]]:
     kids = children(devices, _DEVICE_TAGS)
     disks = kids.get("disk") or []
     hostdevs = kids.get("hostdev") or []
-    sriov = [c for c in kids.get("interface") or () if c.get("type") == "hostdev"]
+    nics = kids.get("interface") or ()
+    sriov = [c for c in nics if c.get("type") == "hostdev"]
+    # type='network': whether the network hands out VFs (forward mode='hostdev') is the
+    # host's networks' to say (Host.hostdev_networks)
+    networks = tuple(dict.fromkeys(
+        n for c in nics if c.get("type") == "network"
+        for n in [next((s.get("network") for s in c.iterchildren("source")), None)] if n))
     return (_disks(disks) if disks else (),
-            _hostdevs(hostdevs, sriov) if hostdevs or sriov else ())
+            _hostdevs(hostdevs, sriov) if hostdevs or sriov else (), networks)
+
+
+#: disk source types whose size libvirt's virDomainGetBlockInfo reports from the host
+LOCAL_SOURCE_TYPES = ("file", "block", "volume")
+
+
+def local_disk_targets(xml: bytes, source: str = "domain.xml") -> list[str]:
+    """Targets (vda ...) of a guest's disks backed by the host's storage, for collect to
+    ask their sizes (an empty CD-ROM drive has none)."""
+    root = document_root(xml, source, "domain")
+    dev = next(root.iterchildren("devices"), None)
+    if dev is None:
+        return []
+    return [d.target for d in _disks(children(dev, frozenset({"disk"})).get("disk") or [])
+            if d.target and d.source and d.source_type in LOCAL_SOURCE_TYPES]
+
+
+def with_sizes(disks: tuple[Disk, ...], meta: Mapping[str, Any]) -> tuple[Disk, ...]:
+    """``disks`` with the bytes allocated to each (domains.json ``disks``: what
+    virDomainGetBlockInfo said at collect) as ``size_bytes``."""
+    sizes = meta.get("disks")
+    if not sizes or not disks:
+        return disks
+    return tuple(replace(d, size_bytes=sizes[d.target]["allocation"])
+                 if isinstance(sizes.get(d.target), dict) else d for d in disks)
 
 
 def parse_domain(xml: bytes, source: str, *, host: str = "",
@@ -229,7 +261,7 @@ def domain_from_root(root: Any, source: str, host: str, meta: Mapping[str, Any] 
     tsc_freq = parse_int(tsc.get("frequency"), source, "TSC frequency") \
         if tsc is not None and tsc.get("frequency") else None
     dev_els = kids.get("devices")
-    disks, hostdevs = _devices(dev_els[0]) if dev_els else ((), ())
+    disks, hostdevs, networks = _devices(dev_els[0]) if dev_els else ((), (), ())
     uuid = _findtext(kids.get("uuid")) or meta.get("uuid")
     md_els = kids.get("metadata")
     return Domain(
@@ -249,9 +281,10 @@ def domain_from_root(root: Any, source: str, host: str, meta: Mapping[str, Any] 
         numatune_nodes=parse_cpuset(nt.get("nodeset"), source) if nt is not None else (),
         vnuma_cells=tuple(vnuma),
         hugepages_kib=tuple(huge),
-        disks=disks,
+        disks=with_sizes(disks, meta),
         hostdevs=hostdevs,
         tsc_frequency=tsc_freq,
         host=host,
+        networks=networks,
         nova=nova_instance(md_els[0], uuid, source) if md_els else None,
     )

@@ -181,6 +181,8 @@ def _cell_layout(root: Any, source: str) -> tuple[_CellLayout, ...]:
             cpus = tuple(map(int, _CELL_CPU_IDS(c)))
         except (TypeError, ValueError):
             raise InputError(f"{source}: invalid cpu id in NUMA cell {cid}") from None
+        if cpus and min(cpus) < 0:
+            raise InputError(f"{source}: invalid cpu id {min(cpus)} in NUMA cell {cid}")
         pages = []
         for p in c.findall("pages"):
             size = _pageelement_kib(p, source)
@@ -207,6 +209,28 @@ def _cells(layout: tuple[_CellLayout, ...], free_mem: Mapping[int, int],
 
 def _pageelement_kib(p: Any, source: str) -> int:
     return to_kib(p.get("size"), p.get("unit"), source, "page size")
+
+
+def _domain_types(root: Any, arch: str | None) -> tuple[str, ...] | None:
+    """The guest types (kvm, qemu ...) capabilities offer for the host's architecture."""
+    types: list[str] = []
+    for g in root.findall("guest"):
+        a = g.find("arch")
+        if a is None or a.get("name") != arch:
+            continue
+        for d in a.findall("domain"):
+            t = d.get("type")
+            if t and t not in types:
+                types.append(t)
+    return tuple(types) if types else None
+
+
+def _page_sizes(root: Any, source: str) -> tuple[int, ...] | None:
+    """<host><cpu><pages>: every page size the host offers (KiB), or None when unsaid."""
+    pages = root.findall("host/cpu/pages")
+    if not pages:
+        return None
+    return tuple(sorted({_pageelement_kib(p, source) for p in pages}))
 
 
 def _machines(root: Any, arch: str | None) -> tuple[str, ...] | None:
@@ -263,6 +287,16 @@ def parse_pool(xml: bytes, source: str, active: bool | None = None) -> StoragePo
     return StoragePool(root.findtext("name") or "", ptype, target or None, shared, active)
 
 
+def hostdev_network(xml: bytes, source: str) -> str | None:
+    """The network's name when it is a pool of SR-IOV VFs (``<forward mode='hostdev'>``:
+    each guest interface on it is a PCI device assigned to the guest), else None."""
+    root = document_root(xml, source, "network")
+    fwd = root.find("forward")
+    if fwd is not None and fwd.get("mode") == "hostdev":
+        return root.findtext("name") or None
+    return None
+
+
 @dataclass(frozen=True)
 class _CapsParts:
     """What build_host takes from a capabilities document, besides the host UUID."""
@@ -270,6 +304,8 @@ class _CapsParts:
     cpu: CpuDef
     layout: tuple[_CellLayout, ...]
     machines: tuple[str, ...] | None
+    domain_types: tuple[str, ...] | None
+    page_sizes: tuple[int, ...] | None
 
 
 _CAPS_UUID_RE = re.compile(rb"<uuid>([0-9A-Za-z-]*)</uuid>")
@@ -305,6 +341,8 @@ def build_host(
     missing: Sequence[str] = (),
     cache: CpuCache | None = None,
     source: str = "",
+    guests_listed: bool = True,
+    hostdev_networks: Sequence[str] | None = None,
 ) -> Host:
     """One Host from its capabilities and whatever else the snapshot holds.
 
@@ -329,7 +367,8 @@ def build_host(
     arch = cpu.arch or ""
     free_mem, free_pages = _cell_facts(facts)
     if root is not None:
-        parts = _CapsParts(cpu, _cell_layout(root, src), _machines(root, arch))
+        parts = _CapsParts(cpu, _cell_layout(root, src), _machines(root, arch),
+                           _domain_types(root, arch), _page_sizes(root, src))
         if cache is not None and key is not None:
             # Only when the one <uuid> of the document is the host's UUID do
             # documents differing in it alone share what was parsed here.
@@ -380,4 +419,8 @@ def build_host(
         hostname=facts.get("hostname"),
         cpu_model_names=tuple(facts["cpu_model_names"]) if facts.get("cpu_model_names") is not None else None,
         unusable_models=dc.unusable_models if dc else None,
+        domain_types=parts.domain_types,
+        page_sizes_kib=parts.page_sizes,
+        guests_listed=guests_listed,
+        hostdev_networks=tuple(hostdev_networks) if hostdev_networks is not None else None,
     )

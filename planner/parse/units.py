@@ -17,11 +17,15 @@ _UNITS = {
 
 
 def parse_int(value: str | None, source: str, what: str) -> int:
-    """A decimal (or 0x hexadecimal) integer attribute or text; ``source`` names the file."""
+    """A decimal (or 0x hexadecimal) integer >= 0 (every count, size, id and frequency
+    libvirt writes is unsigned); ``source`` names the file."""
     try:
-        return int(str(value).strip(), 0 if str(value).strip().startswith("0x") else 10)
+        n = int(str(value).strip(), 0 if str(value).strip().startswith("0x") else 10)
     except (TypeError, ValueError):
         raise InputError(f"{source}: invalid {what}: {value!r}") from None
+    if n < 0:
+        raise InputError(f"{source}: invalid {what}: {value!r} (negative)")
+    return n
 
 
 def to_kib(value: str | None, unit: str | None, source: str, what: str,

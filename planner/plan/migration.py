@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from planner.assess.rules import RUNNING_STATES
 from planner.assess.verdict import Status, Verdict
-from planner.collect.sources import uri_host
+from planner.collect.sources import redact_uri, same_uri, uri_host
 from planner.errors import HostError, InfeasibleError, MigplanError, UsageError
 from planner.model import Domain, Host
 
@@ -82,8 +82,8 @@ class MigrationPlan:
             "guest": self.guest,
             "via": "nova" if self.nova is not None else "libvirt",
             **({"nova": self.nova.to_json()} if self.nova is not None else {}),
-            "source": {"host": self.source, "uri": self.source_uri},
-            "destination": {"host": self.destination, "uri": self.destination_uri},
+            "source": {"host": self.source, "uri": redact_uri(self.source_uri)},
+            "destination": {"host": self.destination, "uri": redact_uri(self.destination_uri)},
             "flags": ["VIR_MIGRATE_" + f for f in self.flags],
             "params": dict(self.params),
             "storage_to_copy": [
@@ -111,6 +111,11 @@ def refuse_infeasible(guest: str, destination: str, preflight: Sequence[Verdict]
             + "; ".join(str(v) for v in blocked)
             + " (use --force to try anyway)"
         )
+
+
+def shown_uri(uri: str) -> str:
+    """A URI as it may be printed: its password, if any, redacted."""
+    return redact_uri(uri)
 
 
 def make_plan(
@@ -196,12 +201,15 @@ def rules_preflight(policy: Any, catalog: Any) -> Preflight:
 
 
 def resolve_host(what: str, hosts: Mapping[str, str]) -> tuple[str, str]:
-    """A host name (one of ``hosts``) or a libvirt URI -> (name, uri)."""
+    """A host name (one of ``hosts``) or a libvirt URI -> (name, uri); a URI that reaches
+    a known host (spelled differently: a port, a case) is that host."""
     if what in hosts:
         return what, hosts[what]
     if "://" in what:
-        name = next((n for n, u in hosts.items() if u == what), None)
-        return name or uri_host(what) or what, what
+        name = next((n for n, u in hosts.items() if same_uri(u, what)), None)
+        if name is not None:
+            return name, hosts[name]
+        return uri_host(what) or what, what
     known = ", ".join(hosts) or "none: use --lab, --snapshot DIR or a libvirt URI"
     raise UsageError(f"unknown host {what!r} (known hosts: {known})")
 
@@ -223,18 +231,29 @@ def locate(guest: str, hosts: Mapping[str, str],
 
 
 def find_source(guest: str, dest: tuple[str, str], hosts: Mapping[str, str],
-                presence: Callable[[str, str], GuestPresence]) -> tuple[str, str]:
-    """The host where ``guest`` runs, searching ``hosts`` and the destination."""
+                presence: Callable[[str, str], GuestPresence],
+                host_uuid: Callable[[str], str | None] | None = None) -> tuple[str, str]:
+    """The host where ``guest`` runs, searching ``hosts`` and the destination.
+
+    ``host_uuid(uri)``: asked only when several names report the guest running, to tell
+    one host reached twice from a guest really running twice."""
     search = dict(hosts)
-    search.setdefault(dest[0], dest[1])
+    if not any(same_uri(u, dest[1]) for u in search.values()):
+        search.setdefault(dest[0], dest[1])
     found = locate(guest, search, presence)
     running = [n for n, p in found.items() if isinstance(p, GuestPresence) and p.active]
+    if len(running) > 1 and host_uuid is not None:
+        # two names of one daemon (two URIs, a name and its address): one host
+        seen: dict[str, str] = {}
+        for n in running:
+            seen.setdefault(host_uuid(search[n]) or n, n)
+        running = list(seen.values())
     if len(running) > 1:
         raise MigplanError(f"{guest} runs on several hosts at once ({', '.join(running)}): "
                            "resolve that first")
     if running:
         name = running[0]
-        if search[name] == dest[1] or name == dest[0]:
+        if same_uri(search[name], dest[1]) or name == dest[0]:
             raise UsageError(f"{guest} already runs on {dest[0]}: the destination is its source")
         return name, search[name]
     defined = [f"{p.state} on {n}" for n, p in found.items()
@@ -300,7 +319,8 @@ def libvirt_name(guest: str, hosts: Mapping[str, str], read: ReadHosts) -> str |
 
 def prepare(guest: str, dest: str, *, hosts: Mapping[str, str], source: str | None,
             opts: MigrateOptions, preflight: Preflight, read: ReadHosts,
-            presence: Callable[[str, str], GuestPresence]) -> MigrationPlan:
+            presence: Callable[[str, str], GuestPresence],
+            host_uuid: Callable[[str], str | None] | None = None) -> MigrationPlan:
     """Resolve the hosts, find the guest, read both hosts now, pre-flight, plan.
 
     Changes nothing anywhere.  Raises UsageError for bad names, InfeasibleError
@@ -312,14 +332,16 @@ def prepare(guest: str, dest: str, *, hosts: Mapping[str, str], source: str | No
         src_name, src_uri = resolve_host(source, hosts)
     else:
         try:
-            src_name, src_uri = find_source(guest, (dst_name, dst_uri), hosts, presence)
+            src_name, src_uri = find_source(guest, (dst_name, dst_uri), hosts, presence,
+                                            host_uuid)
         except UsageError:
             alias = libvirt_name(guest, {**hosts, dst_name: dst_uri}, read)
             if alias is None:
                 raise
             guest = alias
-            src_name, src_uri = find_source(guest, (dst_name, dst_uri), hosts, presence)
-    if src_uri == dst_uri or src_name == dst_name:
+            src_name, src_uri = find_source(guest, (dst_name, dst_uri), hosts, presence,
+                                            host_uuid)
+    if same_uri(src_uri, dst_uri) or src_name == dst_name:
         raise UsageError(f"destination {dst_name} is the source host of {guest}")
     try:
         state = read({src_name: src_uri, dst_name: dst_uri})
@@ -327,6 +349,10 @@ def prepare(guest: str, dest: str, *, hosts: Mapping[str, str], source: str | No
         raise HostError(f"cannot read {src_name} and {dst_name} before migrating: {err}",
                         err.kind) from None
     src, dst = state[src_name], state[dst_name]
+    if src.host_uuid is not None and src.host_uuid == dst.host_uuid:
+        # libvirt refuses too ("Attempt to migrate guest to the same host")
+        raise UsageError(f"destination {dst_name} is the same host as the source {src_name} "
+                         f"(host UUID {src.host_uuid}): {guest} already runs there")
     g = next((d for d in src.domains if d.name == guest), None)
     if g is None:
         raise UsageError(f"unknown guest {guest!r}: not on {src_name}")

@@ -159,6 +159,12 @@ class Recommendation:
     classes: tuple[CpuClass, ...]
     unknown: tuple[UnknownHost, ...] = ()  # hosts left out: the catalog cannot describe them
 
+    @property
+    def cannot_run(self) -> tuple[str, ...]:
+        """Hosts that cannot run the guest CPU these settings give (libvirt's compare):
+        settings with any are not safe to deploy and are never written."""
+        return tuple(c.host for c in self.costs if c.compare == "incompatible")
+
 
 def _identical(classes: Sequence[CpuClass]) -> bool:
     if len(classes) == 1:
@@ -188,19 +194,19 @@ def _usable_everywhere(classes: Sequence[CpuClass]) -> set[str] | None:
     return common
 
 
-def offered_mask(classes: Sequence[CpuClass], cat: Catalog) -> int | None:
-    """Bits every host's QEMU/KVM can give a guest (domcapabilities host-model).
+def offered_mask(classes: Sequence[CpuClass], cat: Catalog) -> int:
+    """Bits every host's QEMU/KVM is known to give a guest: the intersection of the
+    hosts' domcapabilities host-model CPUs.
 
-    None when any host lacks domcapabilities.  Host CPUs list features KVM
-    never passes to guests (ds, acpi, tm, ...); host-model leaves them out.
+    Host CPUs list features KVM never passes to guests (ds, acpi, tm, ...); host-model
+    leaves them out.  A host without domcapabilities proves none (0): nothing else says
+    what its KVM gives, and a flag it cannot give would stop its guests from starting.
     """
     mask: int | None = None
     for c in classes:
-        if c.host_model is None:
-            return None
-        m = cpu_mask(c.host_model, cat)
+        m = cpu_mask(c.host_model, cat) if c.host_model is not None else 0
         mask = m if mask is None else mask & m
-    return mask
+    return mask or 0
 
 
 NESTED_FEATURES = frozenset({"vmx", "svm"})
@@ -298,14 +304,20 @@ def _explain_custom(classes: Sequence[CpuClass], n_hosts: int, base: CpuDef,
                     "only for aggregates that need nested virtualization.")
     dropped = [f.name for f in base.features if f.policy == "require"
                and f"+{f.name}" not in flags and f.name not in NESTED_FEATURES]
+    unproven = [h for c in classes if c.host_model is None for h in c.hosts]
     if dropped:
         expl.append(f"Not in cpu_model_extra_flags although every host CPU has them: "
                     f"{', '.join(dropped)} (QEMU/KVM does not give them to guests "
-                    "(domcapabilities host-model), QEMU does not accept them, or they block "
-                    "migration).")
-    if offered is None:
-        expl.append("Some hosts lack domcapabilities.xml: cpu_model_extra_flags may name host "
-                    "features KVM cannot give guests; collect domcapabilities to be sure.")
+                    "(domcapabilities host-model), QEMU does not accept them, "
+                    + ("they block migration, or no domcapabilities.xml proves them)."
+                       if unproven else "or they block migration)."))
+    if unproven:
+        expl.append(f"{_short(unproven, 5)} lack{'s' if len(unproven) == 1 else ''} "
+                    "domcapabilities.xml, the one file that says which features a host's "
+                    "QEMU/KVM gives guests: no feature beyond "
+                    f"{base.model}'s own can be proven there, so cpu_model_extra_flags adds "
+                    "none; collect it (`virsh domcapabilities`, or `migplan collect`) to get "
+                    "them.")
     return expl
 
 

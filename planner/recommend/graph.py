@@ -20,6 +20,7 @@ on request.
 from __future__ import annotations
 
 import gc
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class GuestResult:
     #: ``reasons`` ends with this tuple, shared by every guest of one shape and
     #: size (the report encodes it once); not part of the answer's value.
     shared_reasons: tuple[Verdict, ...] = field(default=(), compare=False, repr=False)
+    #: per destination class not feasible: (class id, why not) -- shared like shared_reasons
+    why: tuple[tuple[str, tuple[Verdict, ...]], ...] = field(default=(), repr=False)
 
 
 @dataclass
@@ -93,7 +96,7 @@ def _machine_key(m: str) -> tuple[int, ...]:
 
 
 def _platform_key(h: Host) -> tuple[object, ...]:
-    return (cpu_key(h), h.arch, h.hypervisor, h.machine_types, h.libvirt_version,
+    return (cpu_key(h), h.arch, h.hypervisor, h.domain_types, h.machine_types, h.libvirt_version,
             h.qemu_version, h.tsc_frequency, h.tsc_scaling)
 
 
@@ -197,6 +200,10 @@ def _analyze(inv: Inventory, recs: Mapping[str, Recommendation], cat: Catalog,
     out_cache: dict[tuple[object, ...], _Outcome] = {}
     part_cache: dict[tuple[object, ...], _ClassPart] = {}
     near = frozenset(h.name for hs in ranked.values() for h in hs[:CAPACITY_CANDIDATES + 1])
+    # hosts sharing a host UUID never take each other's guests: their answers are their own
+    uuids = Counter(h.host_uuid for h in inv.hosts if h.host_uuid)
+    twins = {u for u, n in uuids.items() if n > 1}
+    near |= {h.name for h in inv.hosts if h.host_uuid in twins}
     for src in inv.hosts:
         scls = host_class[src.name]
         for dom in src.domains:
@@ -247,8 +254,8 @@ def _class_outcome(dom: Domain, src: Host, edge: Assessment, hosts: Sequence[Hos
     last: tuple[Verdict, ...] = ()
     checked = 0
     for h in hosts:
-        if h.name == src.name:
-            continue
+        if h.name == src.name or (h.host_uuid is not None and h.host_uuid == src.host_uuid):
+            continue  # the source itself (libvirt refuses a host of the source's UUID)
         if checked >= CAPACITY_CANDIDATES:
             break
         checked += 1
@@ -275,6 +282,7 @@ class _ClassPart:
     blocking: tuple[Verdict, ...]  # deduplicated, in class order
     any_blocking: bool
     per_class: tuple[tuple[str, str, str | None], ...]
+    why: tuple[tuple[str, tuple[Verdict, ...]], ...] = ()  # per class not feasible
 
 
 def _guest_result(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass],
@@ -314,7 +322,7 @@ def _guest_result(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass]
                             f"no other host to move {dom.name} to"),)
         shared = ()
     return GuestResult(dom.name, src.name, sid, best, part.feasible, part.dests,
-                       reasons, part.per_class, shared)
+                       reasons, part.per_class, shared, part.why)
 
 
 def _class_part(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass],
@@ -328,11 +336,14 @@ def _class_part(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass],
     blocking: list[Verdict] = []
     best = BLOCKED
     per_class: list[tuple[str, str, str | None]] = []
+    why: list[tuple[str, tuple[Verdict, ...]]] = []
     for c in classes:
         hosts = ranked[c.id]
         # The outcome is the same for every guest of this shape and size, unless
         # the guest's own host is among the candidates checked.
-        near = any(h.name == src.name for h in hosts[:CAPACITY_CANDIDATES + 1])
+        near = any(h.name == src.name or (src.host_uuid is not None
+                                          and h.host_uuid == src.host_uuid)
+                   for h in hosts[:CAPACITY_CANDIDATES + 1])
         key = (sid, c.id, ckey, src.name if near else None)
         o = out_cache.get(key)
         if o is None:
@@ -345,8 +356,10 @@ def _class_part(dom: Domain, src: Host, sid: str, classes: Sequence[HostClass],
         if o.host is not None and status in FEASIBLE:
             feasible.append(c.id)
             dests.append(o.host)
+        elif o.blocking:
+            why.append((c.id, o.blocking))
     return _ClassPart(best, tuple(feasible), tuple(dests), tuple(_dedupe(blocking)),
-                      bool(blocking), tuple(per_class))
+                      bool(blocking), tuple(per_class), tuple(why))
 
 
 def _better(a: Status, b: Status) -> Status:

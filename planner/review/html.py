@@ -12,7 +12,8 @@ import html
 import io
 from typing import Any
 
-from planner.review.report import Report, guest_label
+from planner.review.check import guest_label
+from planner.review.report import Report
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }

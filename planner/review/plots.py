@@ -23,6 +23,17 @@ from planner.review.analysis import VERDICT_ORDER, verdict_codes
 VERDICT_COLORS = ("#4caf50", "#ffc107", "#9e9e9e", "#e53935")
 
 
+def label(x: object) -> str:
+    """Text from the data (a host, guest or model name) as matplotlib shows it literally:
+    matplotlib reads ``$...$`` as mathtext, so ``web-$\\bogus$-01`` would end the plot
+    with a parse error.  An escaped dollar (``\\$``) is drawn as a dollar."""
+    return str(x).replace("$", r"\$")
+
+
+def _labels(xs: Any) -> list[str]:
+    return [label(x) for x in xs]
+
+
 def _figure(width: float, height: float) -> Figure:
     import matplotlib.pyplot as plt
 
@@ -38,17 +49,17 @@ def feature_heatmap(features: pd.DataFrame, title: str = "CPU features per host"
     if n_feats == 0:
         ax.text(0.5, 0.5, "every host has the same features", ha="center", va="center")
         ax.set_axis_off()
-        ax.set_title(title)
+        ax.set_title(label(title))
         return fig
     ax.imshow(features.to_numpy(dtype=float), aspect="auto", cmap=ListedColormap(
         ["#f2f2f2", "#1f4e79"]), vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks(range(n_feats))
-    ax.set_xticklabels(features.columns, rotation=90, fontsize=8)
+    ax.set_xticklabels(_labels(features.columns), rotation=90, fontsize=8)
     ax.set_yticks(range(n_hosts))
-    ax.set_yticklabels(features.index, fontsize=9)
+    ax.set_yticklabels(_labels(features.index), fontsize=9)
     ax.set_xlabel("CPU feature")
     ax.set_ylabel("host")
-    ax.set_title(title)
+    ax.set_title(label(title))
     ax.legend(handles=[Patch(color="#1f4e79", label="has it"),
                        Patch(color="#f2f2f2", label="lacks it")],
               loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
@@ -75,12 +86,12 @@ def verdict_heatmap(matrix: pd.DataFrame, title: str, xlabel: str | None = None,
                     ax.text(j, i, v, ha="center", va="center", fontsize=7,
                             color="white" if v in ("blocked", "ok") else "black")
     ax.set_xticks(range(cols))
-    ax.set_xticklabels([str(c) for c in matrix.columns], rotation=45, ha="right", fontsize=9)
+    ax.set_xticklabels(_labels(matrix.columns), rotation=45, ha="right", fontsize=9)
     ax.set_yticks(range(rows))
-    ax.set_yticklabels([str(r) for r in matrix.index], fontsize=9)
-    ax.set_xlabel(xlabel or str(matrix.columns.name or ""))
-    ax.set_ylabel(ylabel or str(matrix.index.name or ""))
-    ax.set_title(title)
+    ax.set_yticklabels(_labels(matrix.index), fontsize=9)
+    ax.set_xlabel(label(xlabel or matrix.columns.name or ""))
+    ax.set_ylabel(label(ylabel or matrix.index.name or ""))
+    ax.set_title(label(title))
     ax.legend(handles=[Patch(color=c, label=v) for v, c in zip(VERDICT_ORDER, VERDICT_COLORS,
                                                                  strict=True)],
               loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, title="verdict")
@@ -108,14 +119,14 @@ def capacity_bars(capacity: pd.DataFrame, total_cpus: int | None = None,
                                                 strict=True)):
         ax.text(cpus, i, f" {hosts} hosts, {gib:g} GiB", va="center", fontsize=8)
     ax.set_yticks(y)
-    ax.set_yticklabels([str(m) for m in df.index], fontsize=9)
+    ax.set_yticklabels(_labels(df.index), fontsize=9)
     ax.invert_yaxis()
     ax.set_xlabel("host CPUs (logical) that can run a guest with this CPU model")
     ax.set_ylabel("guest CPU model")
     if total_cpus:
         ax.axvline(total_cpus, color="black", linestyle="--", linewidth=1)
         ax.set_xlim(0, total_cpus * 1.35)
-    ax.set_title(title)
+    ax.set_title(label(title))
     ax.legend(handles=[Patch(color="#e65100", label="recommended (cpu_models[0])"),
                        Patch(color="#1f77b4", label="other catalog model")]
               + ([Line2D([0], [0], color="black", linestyle="--",
@@ -134,13 +145,13 @@ def domain_bars(domains: pd.DataFrame, title: str = "Migration domains") -> Figu
     ax.barh(y, domains["hosts"], color="#5e35b1")
     for i, members in enumerate(domains["members"]):
         text = members if len(members) <= 60 else members[:57] + "..."
-        ax.text(domains["hosts"].iloc[i], i, f"  {text}", va="center", fontsize=8)
+        ax.text(domains["hosts"].iloc[i], i, f"  {label(text)}", va="center", fontsize=8)
     ax.set_yticks(y)
     ax.set_yticklabels([f"domain {d}" for d in domains.index], fontsize=9)
     ax.invert_yaxis()
     ax.set_xlabel("hosts")
     ax.set_xlim(0, max(1, int(domains["hosts"].max()) if n else 1) * 2.2)
-    ax.set_title(title)
+    ax.set_title(label(title))
     fig.tight_layout()
     return fig
 

@@ -7,18 +7,21 @@ The JSON document is described in the README ("recommend JSON").
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from planner.assess.rules import Assessment, Policy
+from planner.assess.rules import Policy
 from planner.assess.verdict import Verdict
 from planner.cpu.catalog import Catalog
 from planner.model import Inventory
 from planner.recommend.cpu_config import Recommendation
 from planner.recommend.graph import Analysis, GuestResult, guest_moves, host_pairs
+from planner.review.check import WOULD_TELL, Servers, server_json
+from planner.review.nova_files import nova_ini
+from planner.review.text import printable
+from planner.review.why import stranded_lines
 
 SCHEMA_VERSION = 1
 Table = Callable[[Sequence[str], Sequence[Sequence[Any]]], str]
@@ -105,6 +108,9 @@ def recommendation_json(rec: Recommendation) -> dict[str, Any]:
                      "gained": list(w.gained), "message": w.message} for w in rec.what_if],
         "unknown_hosts": [{"host": u.host, "file": u.file, "unknown": u.what,
                            "hint": "--cpu-map"} for u in rec.unknown],
+        # false: some host cannot run these settings; they are not written (exit 6)
+        "safe": not rec.cannot_run,
+        "cannot_run": list(rec.cannot_run),
     }
 
 
@@ -129,32 +135,16 @@ def _host_rows(rep: Report) -> Iterator[dict[str, Any]]:
                    "(--cpu-map)"] if left_out is not None else [])}
 
 
-Servers = dict[str, tuple[str, str | None]]  # Inventory.nova_servers()
-
-
-def _server(servers: Servers, guest: str) -> dict[str, Any]:
-    """``{"server": {"name", "id"}}`` for a guest Nova manages, nothing for the others (a
-    plain libvirt fleet's JSON is unchanged)."""
-    s = servers.get(guest)
-    return {} if s is None else {"server": {"name": s[0], "id": s[1]}}
-
-
-def guest_label(servers: Servers, guest: str) -> str:
-    """``instance-00000001 (web-1 1fa6a2f4-...)`` for a Nova guest, else the libvirt name."""
-    s = servers.get(guest)
-    return guest if s is None else f"{guest} ({s[0]}{' ' + s[1] if s[1] else ''})"
-
-
 def _stranded_rows(an: Analysis, servers: Servers) -> Iterator[dict[str, Any]]:
     by_guest = {g.guest: g for g in an.guests}
     for n in an.stranded:
         g = by_guest[n]
-        yield {"guest": n, "host": g.source, **_server(servers, n),
+        yield {"guest": n, "host": g.source, **server_json(servers, n),
                "reasons": _reasons(g.reasons)}
 
 
 def _guest_row(g: GuestResult, servers: Servers) -> dict[str, Any]:
-    return {"guest": g.guest, "host": g.source, **_server(servers, g.guest), "shape": g.shape,
+    return {"guest": g.guest, "host": g.source, **server_json(servers, g.guest), "shape": g.shape,
             "verdict": g.status, "feasible_classes": list(g.feasible_classes),
             "destinations": list(g.destinations), "reasons": _reasons(g.reasons)}
 
@@ -189,6 +179,7 @@ def _document(rep: Report, detail: str, lazy: bool) -> dict[str, Any]:
         "recommendations": [recommendation_json(r) for r in rep.recs],
         "hosts": seq(_host_rows(rep)),
         "not_collected": [{"host": h, "error": e} for h, e in rep.inv.errors],
+        "warnings": list(rep.inv.warnings),
         "host_classes": [{"id": c.id, "cpu_model": c.cpu_model, "hosts": list(c.hosts)}
                          for c in an.classes.values()],
         "migration_domains": [list(dm) for dm in an.domains],
@@ -265,9 +256,9 @@ def iter_report_json(rep: Report, detail: str, chunk: int = 2_000) -> Iterator[s
     never held in memory whole.
     """
     if not is_large(rep):
-        yield json.dumps(report_json(rep, detail), indent=2) + "\n"
+        yield json.dumps(report_json(rep, detail), indent=2, allow_nan=False) + "\n"
         return
-    enc = json.JSONEncoder(separators=(",", ":")).encode
+    enc = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
     codec = _ReasonCodec()
     doc = _document(rep, detail, lazy=True)
     an = rep.analysis
@@ -301,7 +292,7 @@ def iter_report_json(rep: Report, detail: str, chunk: int = 2_000) -> Iterator[s
 
 def _server_text(servers: Servers, guest: str) -> str:
     """``_server(...)`` as it appears inside a compact JSON object: "" or ``,"server":{...}``."""
-    s = _server(servers, guest)
+    s = server_json(servers, guest)
     return "" if not s else "," + json.dumps(s, separators=(",", ":"))[1:-1]
 
 
@@ -311,36 +302,6 @@ def _guest_text(g: GuestResult, codec: _ReasonCodec, server: str = "") -> str:
             f'"verdict":{_str(g.status)},"feasible_classes":{codec.strings(g.feasible_classes)},'
             f'"destinations":{codec.strings(g.destinations)},'
             f'"reasons":{codec.reasons(g.reasons, g.shared_reasons)}}}')
-
-
-# --- Nova settings ------------------------------------------------------------------------------
-
-
-def nova_ini(rec: Recommendation) -> str:
-    lines = [f"# migplan: Nova CPU settings for {rec.scope} ({len(rec.hosts)} hosts)",
-             "[libvirt]", f"cpu_mode = {rec.cpu_mode}"]
-    if rec.cpu_mode == "custom":
-        lines.append(f"cpu_models = {', '.join(rec.cpu_models)}")
-        if rec.cpu_model_extra_flags:
-            lines.append(f"cpu_model_extra_flags = {', '.join(rec.cpu_model_extra_flags)}")
-    return "\n".join(lines) + "\n"
-
-
-def globals_yaml(rec: Recommendation) -> str:
-    lines = [f"# migplan: Nova CPU settings for {rec.scope} ({len(rec.hosts)} hosts)",
-             "# for /etc/kolla/globals.d/ (kolla-/xavs-ansible)",
-             f"nova_cpu_mode: \"{rec.cpu_mode}\""]
-    if rec.cpu_mode == "custom":
-        lines.append(f"nova_cpu_model: \"{rec.cpu_models[0]}\"")
-        lines.append(f"# Full list for nova.conf [libvirt] cpu_models: {', '.join(rec.cpu_models)}")
-        if rec.cpu_model_extra_flags:
-            lines.append("# [libvirt] cpu_model_extra_flags (a nova.conf override): "
-                         + ", ".join(rec.cpu_model_extra_flags))
-    return "\n".join(lines) + "\n"
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "group"
 
 
 MATRIX_CSV_HEADERS = ("source", "destination", "guest", "verdict", "codes", "messages")
@@ -371,9 +332,15 @@ def report_text(rep: Report, table: Table) -> str:
                       f"{n_guests} guests"
                       + (f", collected {rep.inv.collected_at}" if rep.inv.collected_at else "")
                       + ")", ""]
+    if rep.inv.warnings:
+        out.extend([*(f"Warning: {w}" for w in rep.inv.warnings), ""])
     for rec in rep.recs:
         out.append(f"== Nova CPU settings for {rec.scope} ({len(rec.hosts)} hosts) ==")
-        out.extend("  " + line for line in nova_ini(rec).splitlines()[1:])
+        if rec.cannot_run:
+            out.append(f"  NO SAFE CONFIGURATION: {_wrap_list(list(rec.cannot_run), 5)} cannot "
+                       "run the CPU these settings would give (libvirt compare); none written.")
+        else:
+            out.extend("  " + line for line in nova_ini(rec, rep.cat).splitlines()[1:])
         out.append("")
         out.append("Why:")
         out.extend(f"  - {e}" for e in rec.explanation)
@@ -390,7 +357,7 @@ def report_text(rep: Report, table: Table) -> str:
     for key, hs in seen.items():
         lost = list(key[2:])
         rows.append([_wrap_list(hs, 4), key[1], len(lost), _wrap_list(lost, 8)])
-    out.append(table(["hosts", "cpu", "lost", "features lost"], rows))
+    out.extend(_lines(table(["hosts", "cpu", "lost", "features lost"], rows)))
     out.append("Migration domains (every host can take guests from every other):")
     for i, dm in enumerate(an.domains, start=1):
         out.append(f"  {i}. {_wrap_list(list(dm), 8)} ({len(dm)} host{'s' if len(dm) != 1 else ''})")
@@ -402,10 +369,20 @@ def report_text(rep: Report, table: Table) -> str:
                        f"{_wrap_list(list(an.classes[b].hosts), 4)}, not back: {back[:300]}")
     one_way = set(an.one_way) | {(b, a) for a, b in an.one_way}
     blocked = []
+    unknown_pairs = 0
+    unknown_rules: dict[str, str] = {}
     for a in an.classes:
         for b in an.classes:
             e = an.graph.get_edge_data(("class", a), ("class", b))
             if e is None or e["verdict"] in ("ok", "warn") or (a, b) in one_way:
+                continue
+            if e["verdict"] == "unknown":
+                # not a row per pair saying UNKNOWN: one line below, with what would tell
+                na, nb = len(an.classes[a].hosts), len(an.classes[b].hosts)
+                unknown_pairs += na * nb - (na if a == b else 0)
+                for v in e["assessment"].reasons():
+                    if v.status == "unknown":
+                        unknown_rules.setdefault(v.rule, WOULD_TELL.get(v.rule, "the snapshot"))
                 continue
             why = "; ".join(v.message for v in e["assessment"].reasons() if not v.feasible)
             blocked.append(f"  {_wrap_list(list(an.classes[a].hosts), 3)} -> "
@@ -415,19 +392,22 @@ def report_text(rep: Report, table: Table) -> str:
         out.extend(blocked[:30])
         if len(blocked) > 30:
             out.append(f"  ... and {len(blocked) - 30} more (see --format json)")
+    if unknown_pairs:
+        out.append(f"{unknown_pairs} host pair{'s' if unknown_pairs != 1 else ''} could not be "
+                   "checked for a new guest (not proven feasible), for want of: "
+                   + "; ".join(f"{r} -> {f}" for r, f in unknown_rules.items()))
     out.append("")
     feasible = n_guests - len(an.stranded)
     out.append(f"Guests: {feasible} of {n_guests} can move to another host; "
-               f"{len(an.stranded)} stranded.")
+               f"{len(an.stranded)} stranded" + (", and why not, per destination:"
+                                                  if an.stranded else "."))
     if an.stranded:
-        by = {g.guest: g for g in an.guests}
-        servers = rep.inv.nova_servers()
-        rows = [[guest_label(servers, n), by[n].source,
-                 "; ".join(v.message for v in by[n].reasons if not v.feasible)[:160]]
-                for n in an.stranded[:50]]
-        out.append(table(["stranded guest", "on", "why"], rows))
-        if len(an.stranded) > 50:
-            out.append(f"  ... and {len(an.stranded) - 50} more (see --format json)")
+        stranded = [g for g in an.guests if not g.feasible_classes]
+        for g in stranded[:50]:
+            out.extend(stranded_lines(an, g))
+        if len(stranded) > 50:
+            out.append(f"  ... and {len(stranded) - 50} more (see --format json)")
+        out.append("")
     codes = Counter(v.code for g in an.guests for v in g.reasons)
     if codes:
         out.append("Reasons across guests (code: guests):")
@@ -443,25 +423,30 @@ def report_text(rep: Report, table: Table) -> str:
             out.append(f"  {_wrap_list(names, 4)}: {'; '.join(m)}")
         for h, e in rep.inv.errors:
             out.append(f"  {h}: not collected ({e})")
-    return "\n".join(out).rstrip() + "\n"
+    # One entry of ``out`` is one line: a newline or escape inside a name is escaped, so
+    # it cannot fake a line such as "cpu_mode = host-passthrough".
+    return "\n".join(map(printable, out)).rstrip() + "\n"
 
 
-def check_json(a: Assessment, servers: Servers | None = None) -> dict[str, Any]:
-    return {"guest": a.guest, **_server(servers or {}, a.guest or ""), "source": a.source,
-            "destination": a.destination, "verdict": a.status, "feasible": a.feasible,
-            "reasons": [v.to_json() for v in a.verdicts]}
+def exit_status(rep: Report) -> tuple[int, str]:
+    """What `recommend`'s exit code says (docs/exit-codes.md): 6 when the settings of
+    some aggregate are not safe to deploy (a host cannot run them: not written), else 3
+    when guests are stranded (no other host can take them), else 0."""
+    unsafe = [r for r in rep.recs if r.cannot_run]
+    if unsafe:
+        return 6, "no safe configuration for " + "; ".join(
+            f"{r.scope} ({_wrap_list(list(r.cannot_run), 5)} cannot run it)" for r in unsafe) \
+            + ": those settings are not written"
+    n = len(rep.analysis.stranded)
+    if n:
+        return 3, (f"{n} guest{'s' if n != 1 else ''} stranded, no other host can take "
+                   f"{'them' if n != 1 else 'it'}: {_wrap_list(rep.analysis.stranded, 5)}")
+    return 0, ""
 
 
-def check_text(a: Assessment, table: Table, servers: Servers | None = None) -> str:
-    head = (f"{guest_label(servers or {}, a.guest or '')}: {a.source} -> {a.destination}: "
-            f"{a.status.upper()}")
-    rows = [[v.rule, v.status, v.code, v.message]
-            for v in sorted(a.verdicts, key=lambda v: -_sev(v.status))]
-    return head + "\n\n" + table(["rule", "verdict", "code", "reason"], rows)
-
-
-def _sev(status: str) -> int:
-    return {"ok": 0, "warn": 1, "unknown": 2, "blocked": 3}[status]
+def _lines(table_text: str) -> list[str]:
+    """A rendered table as lines (its cells are escaped by the table renderer)."""
+    return table_text.rstrip("\n").split("\n") + [""]
 
 
 def build_report(inv: Inventory, cat: Catalog | None, policy: Policy | None = None,

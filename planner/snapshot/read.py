@@ -21,10 +21,8 @@ UUID, guest ``<cpu>`` elements) is parsed once per load; above
 from __future__ import annotations
 
 import gc
-import json
 import multiprocessing as mp
 import os
-import stat
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -34,10 +32,17 @@ from planner.errors import InputError
 from planner.model import Domain, Host, Inventory, StoragePool
 from planner.parse.digest import domain_from_digest
 from planner.parse.guest import parse_domain
-from planner.parse.host import CpuCache, build_host, parse_pool
+from planner.parse.host import CpuCache, build_host, hostdev_network, parse_pool
+from planner.snapshot.facts import (
+    check_guest_entry,
+    check_host_json,
+    check_manifest_host,
+    check_pool_entry,
+    text,
+)
+from planner.snapshot.files import SnapshotFiles, member, parse_json
+from planner.snapshot.identity import merge_same_hosts
 from planner.snapshot.nova_json import parse_nova_json
-
-MAX_FILE = 64 * 1024 * 1024
 
 # What each optional file lets the planner check; the text goes into Host.missing.
 MISSING = {
@@ -53,83 +58,22 @@ MISSING = {
 }
 
 
-def _read(path: str | Path, label: str) -> bytes:
-    data = _read_opt(path, label, required=True)
-    assert data is not None
-    return data
-
-
-def _read_opt(path: str | Path, label: str, *, required: bool = False) -> bytes | None:
-    """A file's bytes; None when an optional file is absent or not a regular file.
-
-    One open and one fstat a file (no stat before, no pathlib): a large
-    snapshot is 150,000 small files.  O_NONBLOCK: a FIFO where a file should be
-    must not hang the load (it is "not a file", as ``Path.is_file`` says).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        if required:
-            raise InputError(f"{label}: no such file") from None
-        return None
-    except IsADirectoryError:
-        if required:
-            raise InputError(f"{label}: is a directory, not a file") from None
-        return None
-    except PermissionError:
-        raise InputError(f"{label}: permission denied") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            if not required:
-                return None
-            if stat.S_ISDIR(st.st_mode):
-                raise InputError(f"{label}: is a directory, not a file")
-        if st.st_size > MAX_FILE:
-            raise InputError(f"{label}: {st.st_size} bytes is larger than the {MAX_FILE}-byte limit")
-        data = os.read(fd, st.st_size + 1)
-        if len(data) > st.st_size:  # grew since fstat, or not a regular file
-            parts = [data]
-            while chunk := os.read(fd, 1 << 20):
-                parts.append(chunk)
-                if sum(map(len, parts)) > MAX_FILE:
-                    raise InputError(f"{label}: larger than the {MAX_FILE}-byte limit")
-            data = b"".join(parts)
-        return data
-    except IsADirectoryError:
-        raise InputError(f"{label}: is a directory, not a file") from None
-    except PermissionError:
-        raise InputError(f"{label}: permission denied") from None
-    finally:
-        os.close(fd)
-
-
-def _json(path: str | Path, label: str, data: bytes | None = None) -> Any:
-    if data is None:
-        data = _read(path, label)
-    if not data.strip():
-        raise InputError(f"{label}: the file is empty")
-    try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{label}: not valid JSON: {err}") from None
-
-
 def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
-              cache: CpuCache | None = None) -> Host:
-    """One host directory (``hosts/<name>``) to a Host."""
+              cache: CpuCache | None = None, files: SnapshotFiles | None = None) -> Host:
+    """One host directory (``hosts/<name>``) to a Host; ``files``: the snapshot it is in
+    (its links may not leave it; default: this host directory)."""
     missing: list[str] = []
     ds = os.fspath(d)
-    caps = _read(f"{ds}/capabilities.xml", f"{label}/capabilities.xml")
-    domcaps = _read_opt(f"{ds}/domcapabilities.xml", f"{label}/domcapabilities.xml")
+    fs = files or SnapshotFiles(ds)
+    fs.check_dir(ds, label)
+    caps = fs.read(f"{ds}/capabilities.xml", f"{label}/capabilities.xml")
+    domcaps = fs.read_opt(f"{ds}/domcapabilities.xml", f"{label}/domcapabilities.xml")
     if domcaps is None:
         missing.append(MISSING["domcapabilities"])
     facts: dict[str, Any] | None = None
-    raw = _read_opt(f"{ds}/host.json", f"{label}/host.json")
+    raw = fs.read_opt(f"{ds}/host.json", f"{label}/host.json")
     if raw is not None:
-        facts = _json("", f"{label}/host.json", raw)
-        if not isinstance(facts, dict):
-            raise InputError(f"{label}/host.json: expected a JSON object")
+        facts = check_host_json(parse_json(raw, f"{label}/host.json"), f"{label}/host.json")
         for key in (facts.get("errors") or {}):
             text = MISSING.get(key)
             if text and text not in missing:
@@ -139,39 +83,57 @@ def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
         missing.append(MISSING["host.json"])
 
     pools: list[StoragePool] | None = None
-    raw = _read_opt(f"{ds}/pools.json", f"{label}/pools.json")
+    raw = fs.read_opt(f"{ds}/pools.json", f"{label}/pools.json")
     if raw is not None:
-        index = _json("", f"{label}/pools.json", raw)
+        index = parse_json(raw, f"{label}/pools.json")
         pools = []
-        for p in _list_of_dicts(index, f"{label}/pools.json"):
-            f = _member_str(ds, p.get("file"), f"{label}/pools.json")
-            pools.append(parse_pool(_read(f, f"{label}/{p['file']}"), f"{label}/{p['file']}",
+        for i, p in enumerate(_list_of_dicts(index, f"{label}/pools.json")):
+            check_pool_entry(p, f"{label}/pools.json", i)
+            f = member(ds, p.get("file"), f"{label}/pools.json")
+            pools.append(parse_pool(fs.read(f, f"{label}/{p['file']}"), f"{label}/{p['file']}",
                                     p.get("active")))
     elif (d / "pools").is_dir():
-        pools = [parse_pool(_read(f, f"{label}/pools/{f.name}"), f"{label}/pools/{f.name}")
+        fs.check_dir(f"{ds}/pools", f"{label}/pools")
+        pools = [parse_pool(fs.read(f, f"{label}/pools/{f.name}"), f"{label}/pools/{f.name}")
                  for f in sorted((d / "pools").glob("*.xml"))]
     else:
         missing.append(MISSING["pools"])
 
-    domains: list[Domain] = []
-    raw = _read_opt(f"{ds}/domains.json", f"{label}/domains.json")
+    networks: list[str] | None = None  # the hostdev (SR-IOV VF pool) networks
+    raw = fs.read_opt(f"{ds}/networks.json", f"{label}/networks.json")
     if raw is not None:
-        index = _json("", f"{label}/domains.json", raw)
-        for g in _list_of_dicts(index, f"{label}/domains.json"):
-            f = _member_str(ds, g.get("file"), f"{label}/domains.json")
+        networks = []
+        for i, n in enumerate(_list_of_dicts(parse_json(raw, f"{label}/networks.json"),
+                                             f"{label}/networks.json")):
+            check_pool_entry(n, f"{label}/networks.json", i)  # name, active, persistent
+            f = member(ds, n.get("file"), f"{label}/networks.json")
+            name_if = hostdev_network(fs.read(f, f"{label}/{n['file']}"), f"{label}/{n['file']}")
+            if name_if is not None:
+                networks.append(name_if)
+
+    domains: list[Domain] = []
+    listed = True
+    raw = fs.read_opt(f"{ds}/domains.json", f"{label}/domains.json")
+    if raw is not None:
+        index = parse_json(raw, f"{label}/domains.json")
+        for i, g in enumerate(_list_of_dicts(index, f"{label}/domains.json")):
+            check_guest_entry(g, f"{label}/domains.json", i)
+            f = member(ds, g.get("file"), f"{label}/domains.json")
             src = f"{label}/{g['file']}"
-            raw = _read(f, src)
+            raw = fs.read(f, src)
             dg = g.get("digest")
             dom = None if dg is None else \
                 domain_from_digest(dg, raw, src, host=name, meta=g, cache=cache)
             domains.append(dom or parse_domain(raw, src, host=name, meta=g, cache=cache))
     elif (d / "domains").is_dir():
         missing.append(MISSING["domains.json"])
+        fs.check_dir(f"{ds}/domains", f"{label}/domains")
         for fp in sorted((d / "domains").glob("*.xml")):
             src = f"{label}/domains/{fp.name}"
-            domains.append(parse_domain(_read(fp, src), src, host=name, cache=cache))
+            domains.append(parse_domain(fs.read(fp, src), src, host=name, cache=cache))
     else:
         missing.append(MISSING["domains"])
+        listed = False
     seen: set[str] = set()
     for dom in domains:
         if dom.name in seen:
@@ -179,31 +141,14 @@ def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
         seen.add(dom.name)
 
     return build_host(name, caps, uri=uri, domcapabilities=domcaps, facts=facts, pools=pools,
-                      domains=domains, missing=missing, cache=cache, source=f"{label}/")
+                      domains=domains, missing=missing, cache=cache, source=f"{label}/",
+                      guests_listed=listed, hostdev_networks=networks)
 
 
 def _list_of_dicts(obj: Any, label: str) -> list[dict[str, Any]]:
     if not isinstance(obj, list) or not all(isinstance(x, dict) for x in obj):
         raise InputError(f"{label}: expected a JSON list of objects")
     return obj
-
-
-def _member(d: Path, rel: Any, label: str) -> Path:
-    return Path(_member_str(os.fspath(d), rel, label))
-
-
-def _member_str(d: str, rel: Any, label: str) -> str:
-    """A file named inside a snapshot index, refused if it points outside the host dir.
-
-    Checked on the name (no absolute path, no ``..``) rather than with
-    ``resolve()``: that costs a realpath per file, a third of a 10,000-host load.
-    """
-    if not isinstance(rel, str) or not rel:
-        raise InputError(f"{label}: entry without a 'file'")
-    parts = rel.replace("\\", "/").split("/")
-    if rel.startswith("/") or ".." in parts:
-        raise InputError(f"{label}: file {rel!r} points outside the host directory")
-    return f"{d}/{rel}"
 
 
 #: Snapshots of at least this many hosts are loaded by worker processes (one a
@@ -213,10 +158,18 @@ PARALLEL_MIN_HOSTS = 400
 #: task's hosts while the workers go on, large enough to pickle CPUs once.
 CHUNK_HOSTS = 250
 
-# (host directory, name, label, uri from the manifest)
-_Task = tuple[str, str, str, "str | None"]
+# (host directory, name, label, uri from the manifest, snapshot root)
+_Task = tuple[str, str, str, "str | None", str]
 
 _worker_cache: CpuCache | None = None
+_worker_files: dict[str, SnapshotFiles] = {}
+
+
+def _files(root: str, known: dict[str, SnapshotFiles]) -> SnapshotFiles:
+    fs = known.get(root)
+    if fs is None:
+        fs = known[root] = SnapshotFiles(root)
+    return fs
 
 
 def _workers() -> int:
@@ -240,16 +193,18 @@ def _load_chunk(tasks: list[_Task]) -> list[Host]:
     if _worker_cache is None:
         _worker_cache = CpuCache()
     cache = _worker_cache
-    return [load_host(Path(d), name, label, uri=uri, cache=cache) for d, name, label, uri in tasks]
+    return [load_host(Path(d), name, label, uri=uri, cache=cache, files=_files(r, _worker_files))
+            for d, name, label, uri, r in tasks]
 
 
 def _load_hosts(tasks: list[_Task]) -> list[Host]:
     """Every task's Host, in task order; the first failing task's error, as one process would."""
     cpus = min(_workers(), 8)
     cache = CpuCache()
+    known: dict[str, SnapshotFiles] = {}
     if len(tasks) < PARALLEL_MIN_HOSTS or cpus < 2 or not _forkable():
-        return [load_host(Path(d), name, label, uri=uri, cache=cache)
-                for d, name, label, uri in tasks]
+        return [load_host(Path(d), name, label, uri=uri, cache=cache, files=_files(r, known))
+                for d, name, label, uri, r in tasks]
     size = max(1, min(CHUNK_HOSTS, -(-len(tasks) // (cpus * 4))))
     chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
     # This process loads chunks too (what it loads needs no pickling), taking
@@ -265,8 +220,9 @@ def _load_hosts(tasks: list[_Task]) -> list[Host]:
                     futures[i] = ex.submit(_load_chunk, chunks[i])
                 else:
                     try:
-                        done[i] = [load_host(Path(d), name, label, uri=uri, cache=cache)
-                                   for d, name, label, uri in chunks[i]]
+                        done[i] = [load_host(Path(d), name, label, uri=uri, cache=cache,
+                                             files=_files(r, known))
+                                   for d, name, label, uri, r in chunks[i]]
                     except Exception as err:  # raised below if no earlier chunk failed
                         done[i] = err
                         break  # what comes after it cannot matter
@@ -292,17 +248,18 @@ def host_uris(path: str | Path) -> dict[str, str]:
     root = Path(path)
     if not root.is_dir():
         raise InputError(f"{root}: no such snapshot directory")
+    fs = SnapshotFiles(root)
     entries: list[dict[str, Any]] = []
     if (root / "manifest.json").exists():
         label = f"{root}/manifest.json"
-        man = _json(root / "manifest.json", label)
+        man = fs.json(root / "manifest.json", label)
         if not isinstance(man, dict) or not isinstance(man.get("hosts"), list):
             raise InputError(f"{label}: expected an object with a 'hosts' list")
         entries = _list_of_dicts(man["hosts"], label)
     elif (root / "hosts").is_dir():
         for d in sorted((root / "hosts").iterdir()):
             if d.is_dir() and (d / "host.json").is_file():
-                facts = _json(d / "host.json", f"{d}/host.json")
+                facts = fs.json(d / "host.json", f"{d}/host.json")
                 if isinstance(facts, dict):
                     entries.append({**facts, "name": d.name})
     else:
@@ -339,6 +296,7 @@ def _load(root: Path) -> Inventory:
     if not root.is_dir():
         raise InputError(f"{root}: not a directory (a snapshot is a directory with hosts/)")
     hosts_dir = root / "hosts"
+    fs = SnapshotFiles(root)
     tasks: list[_Task] = []
     errors: list[tuple[str, str]] = []
     collected_at = None
@@ -347,12 +305,14 @@ def _load(root: Path) -> Inventory:
     late: InputError | None = None
     try:
         if (root / "manifest.json").exists():
-            man = _json(root / "manifest.json", f"{root}/manifest.json")
+            man = fs.json(root / "manifest.json", f"{root}/manifest.json")
             if not isinstance(man, dict) or not isinstance(man.get("hosts"), list):
                 raise InputError(f"{root}/manifest.json: expected an object with a 'hosts' list")
-            collected_at = man.get("collected_at")
+            collected_at = text(man.get("collected_at"), f"{root}/manifest.json",
+                                "collected_at")
             names: set[str] = set()
             for i, h in enumerate(_list_of_dicts(man["hosts"], f"{root}/manifest.json")):
+                check_manifest_host(h, f"{root}/manifest.json", i)
                 name = h.get("name")
                 if not isinstance(name, str) or not name:
                     raise InputError(f"{root}/manifest.json: host #{i + 1} has no name")
@@ -362,10 +322,11 @@ def _load(root: Path) -> Inventory:
                 if h.get("status") != "ok":
                     errors.append((name, str(h.get("error") or h.get("status") or "not collected")))
                     continue
-                d = _member(root, h.get("dir") or f"hosts/{name}", f"{root}/manifest.json")
+                d = Path(member(str(root), h.get("dir") or f"hosts/{name}",
+                                f"{root}/manifest.json"))
                 if not d.is_dir():
                     raise InputError(f"{root}/manifest.json: host {name}: directory {d} is missing")
-                tasks.append((str(d), name, f"{root}/hosts/{name}", h.get("uri")))
+                tasks.append((str(d), name, f"{root}/hosts/{name}", h.get("uri"), str(root)))
         else:
             if not hosts_dir.is_dir():
                 raise InputError(f"{root}: not a snapshot: no manifest.json and no hosts/ directory")
@@ -381,7 +342,7 @@ def _load(root: Path) -> Inventory:
                 if not (d / "capabilities.xml").exists():
                     raise InputError(f"{d}: no capabilities.xml (the one file every host needs: "
                                      "virsh capabilities > capabilities.xml)")
-                tasks.append((str(d), d.name, str(d), None))
+                tasks.append((str(d), d.name, str(d), None, str(root)))
     except InputError as err:
         if not tasks:
             raise
@@ -392,7 +353,9 @@ def _load(root: Path) -> Inventory:
     if not hosts:
         extra = f" ({len(errors)} could not be collected)" if errors else ""
         raise InputError(f"{root}: the snapshot has no hosts{extra}")
-    nova_raw = _read_opt(root / "nova.json", f"{root}/nova.json")
+    hosts, warnings, aliases = merge_same_hosts(hosts)
+    nova_raw = fs.read_opt(root / "nova.json", f"{root}/nova.json")
     nova = parse_nova_json(nova_raw, f"{root}/nova.json") if nova_raw is not None else None
     return Inventory(hosts=tuple(hosts), collected_at=collected_at, source=str(root),
-                     errors=tuple(errors), nova=nova)
+                     errors=tuple(errors), warnings=tuple(warnings),
+                     aliases=tuple(aliases.items()), nova=nova)

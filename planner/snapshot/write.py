@@ -8,6 +8,8 @@ never sees half a snapshot, and a snapshot is never overwritten.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import re
@@ -39,14 +41,14 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _json(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8")
+    return (json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n").encode("utf-8")
 
 
 def domains_json(index: list[dict[str, Any]]) -> bytes:
     """domains.json: one guest a line (the digests make entries long)."""
     if not index:
         return b"[]\n"
-    return ("[\n" + ",\n".join(json.dumps(e, separators=(",", ":")) for e in index)
+    return ("[\n" + ",\n".join(json.dumps(e, separators=(",", ":"), allow_nan=False) for e in index)
             + "\n]\n").encode("utf-8")
 
 
@@ -72,20 +74,13 @@ def write_host(d: Path, raw: dict[str, Any], uri: str) -> int:
             _write(d / f"{key}.xml", raw[key].encode("utf-8"))
     facts = dict(raw["facts"])
     facts = {"uri": uri, **facts}
-    if raw.get("pools") is not None:
-        (d / "pools").mkdir()
-        used: set[str] = set()
-        index = []
-        for p in raw["pools"]:
-            fn = unique_name(safe_name(p["name"]), used, "pool") + ".xml"
-            _write(d / "pools" / fn, p["xml"].encode("utf-8"))
-            index.append({"name": p["name"], "file": f"pools/{fn}", "active": p["active"],
-                          "persistent": p["persistent"]})
-        _write(d / "pools.json", _json(index))
+    for kind, key in (("pools", "pool"), ("networks", "network")):
+        if raw.get(kind) is not None:
+            _write_objects(d, kind, key, raw[kind])
     guests = 0
     if raw.get("domains") is not None:
         (d / "domains").mkdir()
-        used = set()
+        used: set[str] = set()
         index = []
         for g in raw["domains"]:
             fn = unique_name(safe_name(g["name"]), used, str(g.get("uuid"))) + ".xml"
@@ -94,6 +89,8 @@ def write_host(d: Path, raw: dict[str, Any], uri: str) -> int:
             entry = {"name": g["name"], "uuid": g["uuid"], "state": g["state"],
                      "reason": g.get("reason"), "persistent": g["persistent"],
                      "file": f"domains/{fn}"}
+            if g.get("disks"):
+                entry["disks"] = g["disks"]  # target -> capacity, allocation, physical
             # What the XML parses to, so that loading 100,000 guests need not
             # parse them again (used only while the XML's hash matches).
             digest = domain_digest(xml, f"{d.name}/domains/{fn}")
@@ -111,6 +108,19 @@ def write_nova(d: Path, facts: NovaFacts) -> None:
     _write(d / "nova.json", nova_json(facts))
 
 
+def _write_objects(d: Path, kind: str, key: str, objects: list[dict[str, Any]]) -> None:
+    """Storage pools or networks: ``KIND/NAME.xml`` each, and ``KIND.json`` listing them."""
+    (d / kind).mkdir()
+    used: set[str] = set()
+    index = []
+    for o in objects:
+        fn = unique_name(safe_name(o["name"]), used, key) + ".xml"
+        _write(d / kind / fn, o["xml"].encode("utf-8"))
+        index.append({"name": o["name"], "file": f"{kind}/{fn}", "active": o["active"],
+                      "persistent": o["persistent"]})
+    _write(d / f"{kind}.json", _json(index))
+
+
 def check_out_dir(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise UsageError(f"--out {out_dir}: already exists and is not an empty directory "
@@ -123,12 +133,39 @@ def check_out_dir(out_dir: Path) -> None:
 def publish(tmp: Path, out: Path, manifest: dict[str, Any]) -> None:
     """Finish the snapshot built in ``tmp`` and rename it to ``out``.
 
-    The manifest is the completion marker: written last, then the rename.
+    The manifest is the completion marker: written last, the filesystem synced (so a
+    crash never publishes empty files), then the rename.  Should ``out`` have appeared
+    meanwhile (another collect into the same --out finished first), nothing is
+    overwritten: a UsageError says so.
     """
     _write(tmp / "manifest.json", _json(manifest))
-    _fsync_dir(tmp)
-    os.rename(tmp, out)
+    _sync_filesystem(tmp)
+    try:
+        os.rename(tmp, out)
+    except OSError as err:
+        if err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise UsageError(f"--out {out}: another snapshot was written there while this "
+                             "collect ran (a second collect into the same --out?); a snapshot "
+                             "is never overwritten: this one is not kept, run it again with "
+                             "a new --out") from None
+        raise
     _fsync_dir(out.parent)
+
+
+def _sync_filesystem(path: Path) -> None:
+    """syncfs(2) on the filesystem holding ``path`` (all of the snapshot's files in one
+    call, not an fsync per file); os.sync() where syncfs is missing."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if libc.syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    except (OSError, AttributeError):
+        pass
+    os.sync()
 
 
 def _fsync_dir(path: Path) -> None:

@@ -117,7 +117,8 @@ def load_host(d: Path, name: str, label: str, *, uri: str | None = None,
         seen.add(dom.name)
 
     return build_host(name, caps, uri=uri, domcapabilities=domcaps, facts=facts, pools=pools,
-                      domains=domains, missing=missing, cache=cache, source=f"{label}/")
+                      domains=domains, missing=missing, cache=cache, source=f"{label}/",
+                      guests_listed=MISSING["domains"] not in missing)
 
 
 def _list_of_dicts(obj: Any, label: str) -> list[dict[str, Any]]:

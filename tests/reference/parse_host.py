@@ -18,6 +18,7 @@ from planner.cpu.parse import parse_cpu_element
 from planner.errors import InputError
 from planner.model import Disk, Domain, Host, HostDev, NumaCell, PageSize, StoragePool
 from planner.parse.nova import nova_instance
+from planner.parse.units import to_kib
 from planner.parse.xmlsafe import parse_document
 
 #: Pool types whose volumes every host of a cluster sees (a guest on them
@@ -263,6 +264,7 @@ def build_host(
     missing: Sequence[str] = (),
     cache: CpuCache | None = None,
     source: str = "",
+    guests_listed: bool = True,
 ) -> Host:
     """One Host from its capabilities and whatever else the snapshot holds.
 
@@ -323,6 +325,13 @@ def build_host(
         hostname=facts.get("hostname"),
         cpu_model_names=tuple(facts["cpu_model_names"]) if facts.get("cpu_model_names") is not None else None,
         unusable_models=dc.unusable_models if dc else None,
+        # added with issue 14 (capabilities-only snapshots): written the plain way
+        domain_types=tuple(dict.fromkeys(
+            d.get("type") for d in root.findall(f"guest/arch[@name='{arch}']/domain")
+            if d.get("type"))) or None,
+        page_sizes_kib=tuple(sorted({to_kib(p.get("size"), p.get("unit"), src, "page size")
+                                     for p in root.findall("host/cpu/pages")})) or None,
+        guests_listed=guests_listed,
     )
 
 
