@@ -263,7 +263,7 @@ UNREACHABLE = GuestPresence(False, state="raise")  # FakeNova: that host does no
     ({"lab2": RUNNING}, ServerState("lab1", "ACTIVE", None, "completed"), "ACTIVE on lab1"),
     ({"lab1": RUNNING}, ServerState("lab2", "ACTIVE", None, "completed"), "ACTIVE on lab2"),
     ({"lab1": RUNNING, "lab2": RUNNING}, ServerState("lab1", "ACTIVE", None, "failed"),
-     "lab1 running, persistent, lab2 running"),
+     "lab1 has it running, persistent; lab2 has it running"),
     ({"lab1": RUNNING}, ServerState("lab1", "MIGRATING", "migrating", "running"),
      "task migrating"),
     ({"lab1": RUNNING}, InfeasibleError("keystone unreachable"), "Nova could not be asked"),
@@ -281,7 +281,7 @@ def test_a_domain_neither_host_runs_is_lost_whatever_nova_says():
     o = verify(a_plan(), FakeNova({}, ServerState("lab2", "ACTIVE", None, "completed")), None,
                1.0)
     assert (o.status, o.on) == ("lost", "nowhere")
-    assert "lab1 has no such domain, lab2 has no such domain" in o.message
+    assert "lab1 has no guest lab1-vm1; lab2 has no guest lab1-vm1" in o.message
 
 
 @pytest.mark.parametrize("state, aborted, status", [

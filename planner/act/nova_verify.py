@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from planner.act.migrate import MigrationDriver, Outcome
-from planner.plan.migration import GuestPresence, MigrationPlan
+from planner.act.migrate import MigrationDriver, Outcome, ask
+from planner.plan.migration import MigrationPlan
 
 
 @dataclass(frozen=True)
@@ -38,35 +38,6 @@ class NovaDriver(MigrationDriver, Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Said:
-    """One host's libvirt answer (``presence`` None: it did not answer)."""
-
-    host: str
-    presence: GuestPresence | None
-    error: str | None = None
-
-    def words(self) -> str:
-        p = self.presence
-        if p is None:
-            return f"{self.host} did not answer ({self.error})"
-        if not p.exists:
-            return f"{self.host} has no such domain"
-        return f"{self.host} {p.state}, {'persistent' if p.persistent else 'transient'}"
-
-    def to_json(self) -> dict[str, Any]:
-        p = self.presence
-        return {"answered": p is not None, "exists": p.exists if p else None,
-                "active": p.active if p else None, "persistent": p.persistent if p else None}
-
-
-def _ask(driver: MigrationDriver, host: str, uri: str, guest: str) -> Said:
-    try:
-        return Said(host, driver.presence(uri, guest))
-    except Exception as err:  # noqa: BLE001 - a host that cannot answer is evidence too
-        return Said(host, None, str(err) or type(err).__name__)
-
-
 def _nova(driver: NovaDriver, plan: MigrationPlan) -> tuple[ServerState | None, str]:
     try:
         st = driver.server_state(plan)
@@ -85,12 +56,12 @@ def verify_nova(plan: MigrationPlan, driver: NovaDriver, error: str | None, dura
     and the source's libvirt runs it, the destination's not.  Else unknown or lost."""
     nova = plan.nova
     assert nova is not None
-    src = _ask(driver, plan.source, plan.source_uri, plan.guest)
-    dst = _ask(driver, plan.destination, plan.destination_uri, plan.guest)
+    src = ask(driver, plan.source, plan.source_uri, plan.guest)
+    dst = ask(driver, plan.destination, plan.destination_uri, plan.guest)
     st, nova_words = _nova(driver, plan)
     details: dict[str, Any] = {"source": src.to_json(), "destination": dst.to_json(),
                                "nova": st.to_json() if st is not None else None}
-    said = f"{nova_words}; libvirt: {src.words()}, {dst.words()}"
+    said = f"{nova_words}; libvirt: {src.evidence(plan.guest)}; {dst.evidence(plan.guest)}"
     label = f"server {nova.server_name} ({plan.guest})"
     s, d = src.presence, dst.presence
 
